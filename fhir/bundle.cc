@@ -1,0 +1,87 @@
+#include "fhir/bundle.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace fhirgw::fhir {
+namespace {
+
+// Characters that may stand unescaped in a query value: RFC 3986 unreserved, plus ':', '/' and '|',
+// which FHIR servers read literally and which keep conditional URLs readable.
+bool IsQuerySafe(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~' || c == ':' || c == '/' || c == '|';
+}
+
+void AppendPercentEncoded(absl::string_view text, std::string& out) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (char c : text) {
+    if (IsQuerySafe(c)) {
+      out.push_back(c);
+    } else {
+      const auto byte = static_cast<unsigned char>(c);
+      out.push_back('%');
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0xF]);
+    }
+  }
+}
+
+}  // namespace
+
+std::string IdentifierSearch(absl::string_view system, absl::string_view value) {
+  std::string out = "identifier=";
+  AppendPercentEncoded(system, out);
+  out.push_back('|');
+  AppendPercentEncoded(value, out);
+  return out;
+}
+
+TransactionBundle::TransactionBundle() : entries_(rapidjson::kArrayType) {
+  document_.SetObject();
+  document_.AddMember("resourceType", "Bundle", document_.GetAllocator());
+  document_.AddMember("type", "transaction", document_.GetAllocator());
+}
+
+void TransactionBundle::AddEntry(absl::string_view full_url, Json resource, const char* method,
+                                 std::string url, std::string if_none_exist) {
+  JsonAlloc& a = alloc();
+  Json request = Json::Object(a);
+  request.Str("method", method).Str("url", url).Str("ifNoneExist", if_none_exist);
+  Json entry = Json::Object(a);
+  entry.Str("fullUrl", full_url);
+  entry.Put("resource", std::move(resource));
+  entry.Put("request", std::move(request));
+  entries_.PushBack(entry.Release(), a);
+}
+
+void TransactionBundle::AddConditionalCreate(absl::string_view full_url, Json resource,
+                                             absl::string_view resource_type,
+                                             absl::string_view system, absl::string_view value) {
+  AddEntry(full_url, std::move(resource), "POST", std::string(resource_type),
+           IdentifierSearch(system, value));
+}
+
+void TransactionBundle::AddConditionalUpdate(absl::string_view full_url, Json resource,
+                                             absl::string_view resource_type,
+                                             absl::string_view system, absl::string_view value) {
+  AddEntry(full_url, std::move(resource), "PUT",
+           absl::StrCat(resource_type, "?", IdentifierSearch(system, value)), "");
+}
+
+void TransactionBundle::AddConditionalDelete(absl::string_view resource_type,
+                                             absl::string_view system, absl::string_view value) {
+  AddEntry("", Json::Object(alloc()), "DELETE",
+           absl::StrCat(resource_type, "?", IdentifierSearch(system, value)), "");
+}
+
+const JsonDocument& TransactionBundle::document() {
+  if (!finished_) {
+    finished_ = true;
+    document_.AddMember("entry", entries_, document_.GetAllocator());
+  }
+  return document_;
+}
+
+std::string TransactionBundle::Write(JsonStyle style) { return WriteJson(document(), style); }
+
+}  // namespace fhirgw::fhir

@@ -1,0 +1,94 @@
+#include "fhir/json.h"
+
+#include "rapidjson/prettywriter.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
+
+namespace fhirgw::fhir {
+namespace {
+
+JsonValue CopyString(absl::string_view s, JsonAlloc& alloc) {
+  return JsonValue(s.data(), static_cast<rapidjson::SizeType>(s.size()), alloc);
+}
+
+// Appends to a std::string, so that serialization needs no intermediate buffer copy.
+class StringOutput {
+ public:
+  using Ch = char;
+  explicit StringOutput(std::string& out) : out_(out) {}
+  void Put(char c) { out_.push_back(c); }
+  void Flush() {}
+
+ private:
+  std::string& out_;
+};
+
+}  // namespace
+
+Json& Json::Str(const char* key, absl::string_view value) {
+  if (!value.empty())
+    value_.AddMember(rapidjson::StringRef(key), CopyString(value, *alloc_), *alloc_);
+  return *this;
+}
+
+Json& Json::Dec(const char* key, double value) {
+  value_.AddMember(rapidjson::StringRef(key), JsonValue(value), *alloc_);
+  return *this;
+}
+
+Json& Json::Int(const char* key, int64_t value) {
+  value_.AddMember(rapidjson::StringRef(key), JsonValue(value), *alloc_);
+  return *this;
+}
+
+Json& Json::Bool(const char* key, bool value) {
+  value_.AddMember(rapidjson::StringRef(key), JsonValue(value), *alloc_);
+  return *this;
+}
+
+Json& Json::Put(const char* key, Json&& child) { return Put(key, child.Release()); }
+
+Json& Json::Put(const char* key, JsonValue&& child) {
+  const bool empty = (child.IsObject() && child.ObjectEmpty()) ||
+                     (child.IsArray() && child.Empty()) || child.IsNull() ||
+                     (child.IsString() && child.GetStringLength() == 0);
+  if (!empty) value_.AddMember(rapidjson::StringRef(key), child, *alloc_);
+  return *this;
+}
+
+Json& Json::Push(Json&& child) {
+  if (!child.empty()) value_.PushBack(child.Release(), *alloc_);
+  return *this;
+}
+
+Json& Json::PushStr(absl::string_view value) {
+  if (!value.empty()) value_.PushBack(CopyString(value, *alloc_), *alloc_);
+  return *this;
+}
+
+bool Json::empty() const {
+  if (value_.IsObject()) return value_.ObjectEmpty();
+  if (value_.IsArray()) return value_.Empty();
+  return value_.IsNull();
+}
+
+void AppendJson(const JsonValue& value, JsonStyle style, std::string& out) {
+  StringOutput stream(out);
+  if (style == JsonStyle::kPretty) {
+    rapidjson::PrettyWriter<StringOutput> writer(stream);
+    writer.SetIndent(' ', 2);
+    value.Accept(writer);
+  } else {
+    rapidjson::Writer<StringOutput> writer(stream);
+    value.Accept(writer);
+  }
+}
+
+std::string WriteJson(const JsonValue& value, JsonStyle style) {
+  std::string out;
+  out.reserve(4096);
+  AppendJson(value, style, out);
+  return out;
+}
+
+}  // namespace fhirgw::fhir

@@ -1,0 +1,17 @@
+// Maps an EncounterRecord -> Patient and Encounter (conditional update).
+#ifndef FHIRGW_MAPPERS_ENCOUNTER_MAPPER_H_
+#define FHIRGW_MAPPERS_ENCOUNTER_MAPPER_H_
+
+#include "mappers/common.h"
+
+namespace fhirgw::mappers {
+
+class EncounterMapper final : public RecordMapper {
+ public:
+  absl::Status ToFhir(const v1::ClinicRecord& record, const MapContext& context,
+                      MapOutput& out) const override;
+};
+
+}  // namespace fhirgw::mappers
+
+#endif  // FHIRGW_MAPPERS_ENCOUNTER_MAPPER_H_

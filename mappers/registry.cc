@@ -1,0 +1,61 @@
+#include "mappers/registry.h"
+
+#include "fhir/status_macros.h"
+#include "mappers/encounter_mapper.h"
+#include "mappers/infusion_mapper.h"
+#include "mappers/medication_statement_mapper.h"
+#include "mappers/questionnaire_mapper.h"
+#include "mappers/validate.h"
+
+namespace fhirgw::mappers {
+
+const RecordMapper* MapperFor(v1::ClinicRecord::BodyCase body) {
+  static const InfusionMapper kInfusion;
+  static const MedicationStatementMapper kMedicationStatement;
+  static const QuestionnaireMapper kQuestionnaire;
+  static const EncounterMapper kEncounter;
+  switch (body) {
+    case v1::ClinicRecord::kInfusion:
+      return &kInfusion;
+    case v1::ClinicRecord::kMedicationStatement:
+      return &kMedicationStatement;
+    case v1::ClinicRecord::kQuestionnaire:
+      return &kQuestionnaire;
+    case v1::ClinicRecord::kEncounter:
+      return &kEncounter;
+    case v1::ClinicRecord::BODY_NOT_SET:
+      break;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<MapOutput> MapToFhir(const v1::ClinicRecord& record, const MapContext& context,
+                                    fhir::IssueList& issues) {
+  const size_t first_new = issues.size();
+  ValidateRecord(record, issues);
+  fhir::IssueList found(issues.begin() + static_cast<std::ptrdiff_t>(first_new), issues.end());
+  FHIRGW_RETURN_IF_ERROR(fhir::IssuesToStatus(found));
+  const RecordMapper* mapper = MapperFor(record.body_case());
+  if (mapper == nullptr) return absl::InvalidArgumentError("body: no record kind is set");
+  MapOutput out;
+  FHIRGW_RETURN_IF_ERROR(mapper->ToFhir(record, context, out));
+  return out;
+}
+
+const char* KindName(v1::ClinicRecord::BodyCase body) {
+  switch (body) {
+    case v1::ClinicRecord::kInfusion:
+      return "infusion";
+    case v1::ClinicRecord::kMedicationStatement:
+      return "medication_statement";
+    case v1::ClinicRecord::kQuestionnaire:
+      return "questionnaire";
+    case v1::ClinicRecord::kEncounter:
+      return "encounter";
+    case v1::ClinicRecord::BODY_NOT_SET:
+      break;
+  }
+  return "none";
+}
+
+}  // namespace fhirgw::mappers
