@@ -1,5 +1,7 @@
 #include "fhir/json.h"
 
+#include <cmath>
+
 #include "rapidjson/prettywriter.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
@@ -32,6 +34,13 @@ Json& Json::Str(const char* key, absl::string_view value) {
 }
 
 Json& Json::Dec(const char* key, double value) {
+  // A whole number is written without a fraction ("70", not "70.0"): protobuf doubles carry no
+  // precision of their own, and the clinic most likely wrote the integer.
+  constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
+  if (std::trunc(value) == value && std::abs(value) < kMaxExactInteger) {
+    value_.AddMember(rapidjson::StringRef(key), JsonValue(static_cast<int64_t>(value)), *alloc_);
+    return *this;
+  }
   value_.AddMember(rapidjson::StringRef(key), JsonValue(value), *alloc_);
   return *this;
 }

@@ -36,6 +36,8 @@ class Json {
 
   // Object members. `key` must outlive the document (a string literal); values are copied.
   Json& Str(const char* key, absl::string_view value);
+  // Writes a FHIR decimal; whole numbers without a fraction ("70"), others in the shortest form
+  // that reads back as the same double ("72.4").
   Json& Dec(const char* key, double value);
   Json& Int(const char* key, int64_t value);
   Json& Bool(const char* key, bool value);

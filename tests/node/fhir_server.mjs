@@ -27,7 +27,21 @@
 //   resolved to Type/id) is validated against the R4 base definitions (Medplum validateResource plus
 //   required code bindings, see server/validation.mjs); invalid -> 400 OperationOutcome whose issues
 //   carry the validator's message (details.text and diagnostics) and path (expression).
-//   identifier=system|value searches match exactly (case-sensitive).
+//   identifier=system|value searches match exactly (case-sensitive); unknown search parameters
+//   (in searches and in conditional URLs/ifNoneExist) -> 400, as EHRs do; a create ignores a client
+//   id; reading a deleted resource -> 410.
+//
+// MEDPLUM 4.5.2 GAPS WORKED AROUND HERE (see server/repository.mjs and server/validation.mjs)
+//   - Its transaction mode needs FhirRequest.config.transactions=true, refuses transactions that
+//     have conditional entries and more than 8 entries (or > 50 updates), and MemoryRepository
+//     cannot roll back. Transactions therefore run through processBatch() in batch mode inside an
+//     undo journal, and are rolled back when any entry fails.
+//   - MemoryRepository versionIds are random UUIDs; here they count 1, 2, 3.
+//   - validateResource() ignores terminology: Observation.status "bogus" passes; required code
+//     bindings are checked here.
+//   - Searches scan every stored resource; identifier searches use an index here.
+//
+// FAULTS apply to every request that is not /$admin/ (in arrival order, after its body was read).
 //
 // TEST-CONTROL API (JSON in/out, not FHIR; never subject to faults; not counted in stats)
 //   GET  /$admin/health    -> 200 {"status":"ok"}
@@ -50,13 +64,15 @@
 //                              "faultsInjected":n,"faultsByMode":{...},"resources":{"Patient":n},...}
 //   GET  /$admin/count?type=Observation&identifier=system|value -> {"count":n}
 //                          stored (current, not deleted) resources; any other FHIR search
-//                          parameters may be added; ?type=Patient alone counts all Patients.
+//                          parameters may be added (except "type", which names the resource
+//                          type); ?type=Patient alone counts all Patients.
 //                          &details=true adds "resources":[{"id","versionId"}].
 //   GET  /$admin/resources?type=Observation[&search params] -> {"count":n,"resources":[...]}
 //   POST /$admin/reset     empties the repository, stats, request log and faults -> {"ok":true}
 //   GET  /$admin/requests  -> {"requests":[{"method","url","status","time","ms","fault"?,
 //                              "bundle"?:{"type","entries"},"headers"}...]}  last 200 FHIR requests,
-//                              oldest first; status is "dropped" for dropped connections.
+//                              oldest first (?limit=N for the last N); status is "dropped" for
+//                              dropped connections.
 //   (The path may also be written /%24admin/...)
 //
 // Anything else: unknown paths -> 404 OperationOutcome; malformed JSON -> 400 OperationOutcome;
@@ -66,7 +82,7 @@ import { parseArgs } from 'node:util';
 import {
   OperationOutcomeError,
   allOk,
-  badRequest,
+  getSearchParameter,
   getStatus,
   isOk,
   normalizeOperationOutcome,
@@ -184,8 +200,26 @@ function sendJson(res, status, body, headers = {}, contentType = 'application/js
   res.end(text);
 }
 
+/** Returns a copy of an OperationOutcome with issue.diagnostics filled from details.text (Medplum
+ * only sets details). Copies, because Medplum's outcomes (allOk, notFound...) are shared constants. */
+function withDiagnostics(oo) {
+  if (!oo?.issue?.some((i) => i.diagnostics === undefined && i.details?.text)) {
+    return oo;
+  }
+  return { ...oo, issue: oo.issue.map((i) => (i.diagnostics === undefined && i.details?.text ? { ...i, diagnostics: i.details.text } : i)) };
+}
+
 /** Sends a FHIR response and records it in the stats/request log. */
 function sendFhir(ctx, status, body, headers = {}) {
+  if (body?.resourceType === 'OperationOutcome') {
+    body = withDiagnostics(body);
+  } else if (body?.resourceType === 'Bundle' && body.type?.endsWith('-response')) {
+    for (const e of body.entry ?? []) {
+      if (e?.response?.outcome) {
+        e.response.outcome = withDiagnostics(e.response.outcome);
+      }
+    }
+  }
   ctx.rec.status = status;
   bump(stats.byStatus, String(status));
   sendJson(ctx.res, status, body, headers, FHIR_JSON);
@@ -231,6 +265,31 @@ function versionHeaders(base, resource) {
   return headers;
 }
 
+/**
+ * Checks the search parameters of "Type?query" (a search, or the condition of a conditional
+ * interaction): Medplum's in-memory matcher silently ignores unknown parameters (so a typo would
+ * match everything or nothing), whereas EHRs answer 400.
+ * @returns {string|undefined} An error message, or undefined when the search is acceptable.
+ */
+function searchError(url) {
+  let sr;
+  try {
+    sr = parseSearchRequest(url);
+  } catch (err) {
+    const oo = normalizeOperationOutcome(err);
+    return oo.issue?.[0]?.details?.text ?? oo.issue?.[0]?.diagnostics ?? 'Invalid search';
+  }
+  for (const f of sr.filters ?? []) {
+    if (f.code.includes(':') || f.code.includes('.')) {
+      continue; // chained/typed parameters: left to Medplum
+    }
+    if (!getSearchParameter(sr.resourceType, f.code)) {
+      return `Unknown search parameter "${f.code}" for ${sr.resourceType}`;
+    }
+  }
+  return undefined;
+}
+
 function prefixIssues(issues, prefix) {
   return issues.map((i) => ({
     ...i,
@@ -265,6 +324,30 @@ function capabilityStatement() {
       },
     ],
   };
+}
+
+/**
+ * Returns { status, outcome } for the first entry of a transaction that did not succeed, if any.
+ */
+function firstFailedEntry(entries, resultEntries) {
+  for (let i = 0; i < entries.length; i++) {
+    const status = parseInt(resultEntries[i]?.response?.status ?? '500', 10);
+    if (status >= 200 && status < 300) {
+      continue;
+    }
+    const oo = resultEntries[i]?.response?.outcome ?? outcome(500, 'exception', 'Entry was not processed');
+    const issues = (oo.issue ?? []).map((x) => ({
+      ...x,
+      diagnostics: `Bundle.entry[${i}] (${entries[i]?.request?.method} ${entries[i]?.request?.url}): ${x.diagnostics ?? x.details?.text ?? ''}`,
+    }));
+    // Medplum answers 400 when a conditional URL matches several resources; FHIR says 412.
+    const multiple = issues.some((x) => /matched multiple resources/.test(x.details?.text ?? ''));
+    return {
+      status: multiple ? 412 : status >= 400 ? status : 400,
+      outcome: { resourceType: 'OperationOutcome', issue: issues },
+    };
+  }
+  return undefined;
 }
 
 /**
@@ -315,6 +398,18 @@ async function postBundle(ctx, bundle) {
       continue;
     }
     const method = e.request?.method;
+    const reqUrl = typeof e.request?.url === 'string' ? e.request.url.replace(/^\//, '') : '';
+    const condition =
+      method === 'POST' && e.request?.ifNoneExist
+        ? `${reqUrl}?${e.request.ifNoneExist}`
+        : reqUrl.includes('?')
+          ? reqUrl
+          : undefined;
+    const problem = condition && searchError(condition);
+    if (problem) {
+      invalid.set(i, [outcome(400, 'invalid', `Bundle.entry[${i}].request: ${problem}`, `Bundle.entry[${i}].request`).issue[0]]);
+      continue;
+    }
     if ((method === 'POST' || method === 'PUT') && e.resource !== undefined) {
       const issues = validate(resolvePlaceholders(e.resource, placeholders));
       if (issues.length) {
@@ -357,19 +452,19 @@ async function postBundle(ctx, bundle) {
   }
   const resultEntries = result.entry ?? [];
   if (isTransaction) {
-    for (let i = 0; i < entries.length; i++) {
-      const status = parseInt(resultEntries[i]?.response?.status ?? '500', 10);
-      if (!(status >= 200 && status < 300)) {
+    let failed;
+    try {
+      failed = firstFailedEntry(entries, resultEntries);
+    } finally {
+      if (failed) {
         repo.rollback();
-        const oo = resultEntries[i]?.response?.outcome ?? outcome(500, 'exception', 'Entry was not processed');
-        const issues = (oo.issue ?? []).map((x) => ({
-          ...x,
-          diagnostics: `Bundle.entry[${i}] (${entries[i]?.request?.method} ${entries[i]?.request?.url}): ${x.diagnostics ?? x.details?.text ?? ''}`,
-        }));
-        return fail(status >= 400 ? status : 400, { resourceType: 'OperationOutcome', issue: issues });
+      } else {
+        repo.commit(); // also when firstFailedEntry threw, so that the journal never leaks
       }
     }
-    repo.commit();
+    if (failed) {
+      return fail(failed.status, failed.outcome);
+    }
     stats.transactionsCommitted++;
   } else {
     for (const [i, issues] of invalid) {
@@ -413,8 +508,23 @@ async function handleFhir(ctx, rel, body) {
     return sendFhir(ctx, 405, outcome(405, 'not-supported', `Method ${req.method} not supported`));
   }
 
-  // Validate resources being created or updated.
+  // Searches and conditions must use known search parameters.
   const isSearchPost = method === 'POST' && segments[1] === '_search';
+  let condition;
+  if (segments.length === 1 && ctx.search && method !== 'POST') {
+    condition = `${segments[0]}${ctx.search}`;
+  } else if (segments.length === 1 && method === 'POST' && req.headers['if-none-exist']) {
+    condition = `${segments[0]}?${req.headers['if-none-exist']}`;
+  }
+  const problem = condition && searchError(condition);
+  if (problem) {
+    return sendFhir(ctx, 400, outcome(400, 'invalid', problem));
+  }
+
+  // Validate resources being created or updated; a create ignores any client id (FHIR R4 3.1.0.6).
+  if (method === 'POST' && segments.length === 1 && body && typeof body === 'object' && 'id' in body) {
+    delete body.id;
+  }
   if ((method === 'POST' || method === 'PUT') && !isSearchPost) {
     if (body === undefined) {
       return sendFhir(ctx, 400, outcome(400, 'required', 'Missing request body'));
@@ -637,6 +747,16 @@ async function handleAdmin(req, res, path, url) {
           if (Object.keys(search.query).length === 0) {
             list = repo.allOfType(search.type);
           } else {
+            const qs = new URLSearchParams();
+            for (const [k, v] of Object.entries(search.query)) {
+              for (const x of [v].flat()) {
+                qs.append(k, x);
+              }
+            }
+            const problem = searchError(`${search.type}?${qs}`);
+            if (problem) {
+              return reply(400, { error: problem });
+            }
             const bundle = await repo.search(parseSearchRequest(search.type, search.query));
             list = (bundle.entry ?? []).map((e) => e.resource);
           }
