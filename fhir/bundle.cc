@@ -51,6 +51,15 @@ void TransactionBundle::AddEntry(absl::string_view full_url, Json resource, cons
   entry.Str("fullUrl", full_url);
   entry.Put("resource", std::move(resource));
   entry.Put("request", std::move(request));
+  ++entry_count_;
+  if (finished_) {
+    // The document was already handed out: keep it complete by appending to its entry list.
+    if (!document_.HasMember("entry")) {
+      document_.AddMember("entry", JsonValue(rapidjson::kArrayType), a);
+    }
+    document_["entry"].PushBack(entry.Release(), a);
+    return;
+  }
   entries_.PushBack(entry.Release(), a);
 }
 
@@ -74,10 +83,20 @@ void TransactionBundle::AddConditionalDelete(absl::string_view resource_type,
            absl::StrCat(resource_type, "?", IdentifierSearch(system, value)), "");
 }
 
+void TransactionBundle::AddUpdateById(absl::string_view full_url, Json resource,
+                                      absl::string_view resource_type, absl::string_view id) {
+  AddEntry(full_url, std::move(resource), "PUT", absl::StrCat(resource_type, "/", id), "");
+}
+
+void TransactionBundle::AddDeleteById(absl::string_view resource_type, absl::string_view id) {
+  AddEntry("", Json::Object(alloc()), "DELETE", absl::StrCat(resource_type, "/", id), "");
+}
+
 const JsonDocument& TransactionBundle::document() {
   if (!finished_) {
     finished_ = true;
-    document_.AddMember("entry", entries_, document_.GetAllocator());
+    // FHIR JSON never holds an empty array: an empty Bundle has no "entry".
+    if (!entries_.Empty()) document_.AddMember("entry", entries_, document_.GetAllocator());
   }
   return document_;
 }

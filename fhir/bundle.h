@@ -38,9 +38,14 @@ class TransactionBundle {
   void AddConditionalDelete(absl::string_view resource_type, absl::string_view system,
                             absl::string_view value);
 
-  int entry_count() const { return static_cast<int>(entries_.Size()); }
+  void AddUpdateById(absl::string_view full_url, Json resource, absl::string_view resource_type,
+                     absl::string_view id);
+  void AddDeleteById(absl::string_view resource_type, absl::string_view id);
 
-  // The Bundle resource: {"resourceType": "Bundle", "type": "transaction", "entry": [...]}.
+  int entry_count() const { return entry_count_; }
+
+  // The Bundle resource: {"resourceType": "Bundle", "type": "transaction", "entry": [...]}. Entries
+  // added afterwards still appear in it.
   const JsonDocument& document();
   std::string Write(JsonStyle style);
 
@@ -51,6 +56,7 @@ class TransactionBundle {
   JsonDocument document_;
   JsonValue entries_;
   bool finished_ = false;
+  int entry_count_ = 0;
 };
 
 // Returns "identifier=" + SYSTEM|VALUE, percent-encoded for use in a search URL.

@@ -1,6 +1,6 @@
 // Code systems and codes fhirgw writes into FHIR R4 resources, in one place.
 //
-//   Json coding = Json::Object(a).Str("system", kLoinc).Str("code", kLoincHeartRate);
+//   coding.Str("system", kLoinc).Str("code", kLoincHeartRate);
 #ifndef FHIRGW_FHIR_CODES_H_
 #define FHIRGW_FHIR_CODES_H_
 

@@ -6,8 +6,10 @@
 // is a no-op.
 //
 //   JsonAlloc& a = doc.GetAllocator();
-//   Json coding = Json::Object(a).Str("system", kLoinc).Str("code", "8867-4");
-//   Json code = Json::Object(a).Put("coding", Json::Array(a).Push(std::move(coding)));
+//   Json coding = Json::Object(a);
+//   coding.Str("system", kLoinc).Str("code", "8867-4");
+//   Json code = Json::Object(a);
+//   code.Put("coding", Json::Array(a).Push(coding));  // takes coding's value
 //   observation.Put("code", std::move(code));
 //   std::string text = WriteJson(doc, JsonStyle::kPretty);
 #ifndef FHIRGW_FHIR_JSON_H_

@@ -4,47 +4,13 @@
 #include <cstring>
 #include <string>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/record_input.h"
 #include "mappers/record_json.h"
 #include "mappers/registry.h"
-#include "rapidjson/document.h"
 
 namespace fhirgw::gateway {
 namespace {
-
-// Reads one line (without the newline) from `in`; false at end of input.
-bool ReadLine(std::FILE* in, std::string& line) {
-  line.clear();
-  char buffer[65536];
-  while (std::fgets(buffer, sizeof buffer, in) != nullptr) {
-    const size_t n = std::strlen(buffer);
-    if (n > 0 && buffer[n - 1] == '\n') {
-      line.append(buffer, n - 1);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      return true;
-    }
-    line.append(buffer, n);
-  }
-  return !line.empty();
-}
-
-std::string ReadRest(std::FILE* in) {
-  std::string data;
-  char buffer[65536];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, in)) > 0) data.append(buffer, n);
-  return data;
-}
-
-bool IsBlank(absl::string_view s) { return absl::StripAsciiWhitespace(s).empty(); }
-
-// True when `line` alone is one complete JSON object (then the input is NDJSON).
-bool IsCompleteJson(const std::string& line) {
-  rapidjson::Document doc;
-  doc.Parse(line.data(), line.size());
-  return !doc.HasParseError() && doc.IsObject();
-}
 
 class Translator {
  public:
@@ -98,50 +64,26 @@ class Translator {
 
 int RunTranslate(const std::string& path, const TranslateOptions& options, std::FILE* in,
                  std::FILE* out, std::FILE* err) {
-  std::FILE* input = in;
-  if (path != "-") {
-    input = std::fopen(path.c_str(), "rb");
-    if (input == nullptr) {
-      std::fprintf(err, "fhirgw translate: cannot read %s: %s\n", path.c_str(),
-                   std::strerror(errno));
-      return kExitFailure;
-    }
-  }
   Translator translator(options, out, err);
-  std::string line;
-  // Skip leading blank lines, then decide between one JSON document and NDJSON.
-  int line_number = 0;
-  bool have_line = false;
-  while ((have_line = ReadLine(input, line))) {
-    ++line_number;
-    if (!IsBlank(line)) break;
-  }
   int failed = 0;
   int translated = 0;
-  if (!have_line) {
-    std::fprintf(err, "fhirgw translate: %s holds no record\n", path.c_str());
-    failed = 1;
-  } else if (IsCompleteJson(line)) {
-    do {
-      if (IsBlank(line)) continue;
-      if (translator.Translate(line, absl::StrCat("line ", line_number, ": "),
-                               fhir::JsonStyle::kCompact)) {
-        ++translated;
-      } else {
-        ++failed;
-      }
-    } while (ReadLine(input, line) && ++line_number);
-  } else {
-    std::string document = line + "\n" + ReadRest(input);
-    if (translator.Translate(
-            document, "", options.compact ? fhir::JsonStyle::kCompact : fhir::JsonStyle::kPretty)) {
-      ++translated;
-    } else {
-      ++failed;
-    }
+  absl::Status read = ForEachRecordText(path, in, [&](absl::string_view json, int line) {
+    const bool ok = line == 0 ? translator.Translate(json, "",
+                                                     options.compact ? fhir::JsonStyle::kCompact
+                                                                     : fhir::JsonStyle::kPretty)
+                              : translator.Translate(json, absl::StrCat("line ", line, ": "),
+                                                     fhir::JsonStyle::kCompact);
+    ++(ok ? translated : failed);
+  });
+  if (std::fflush(out) != 0 || std::ferror(out)) {
+    std::fprintf(err, "fhirgw translate: cannot write the output: %s\n", std::strerror(errno));
+    return kExitFailure;
   }
-  if (input != in) std::fclose(input);
-  std::fflush(out);
+  if (!read.ok()) {
+    std::fprintf(err, "fhirgw translate: %s\n", std::string(read.message()).c_str());
+    if (!absl::IsInvalidArgument(read)) return kExitFailure;
+    ++failed;
+  }
   if (failed > 0 && translated + failed > 1) {
     std::fprintf(err, "fhirgw translate: %d of %d records failed\n", failed, translated + failed);
   }

@@ -22,7 +22,7 @@ struct TranslateOptions {
 
 // Exit statuses of the translate command.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;  // unreadable input or usage error
+inline constexpr int kExitFailure = 1;  // unreadable input, unwritable output or usage error
 inline constexpr int kExitInvalid = 2;  // at least one record was invalid
 
 // Translates `path` ("-" reads `in`), writing Bundles to `out` and problems to `err`.

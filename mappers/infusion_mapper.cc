@@ -279,13 +279,19 @@ void AddAdverseEvents(const v1::ClinicRecord& record, const ObservationFrame& fr
   for (int i = 0; i < infusion.adverse_events_size(); ++i) {
     const v1::AdverseEvent& event = infusion.adverse_events(i);
     const std::string id = absl::StrCat(record.record_id(), "/adverse-event/", i);
-    // R4 AdverseEvent has no status: a retraction deletes it instead.
+    // R4 AdverseEvent has no `identifier` search parameter, so it cannot be written conditionally:
+    // it gets a deterministic id (the uuid of its fullUrl) and is written with PUT AdverseEvent/ID.
+    const std::string urn = Urn(frame.context, "AdverseEvent", id);
+    const absl::string_view server_id = absl::string_view(urn).substr(sizeof("urn:uuid:") - 1);
+    // R4 AdverseEvent has no status either: a retraction deletes it.
     if (IsRetraction(record)) {
-      bundle.AddConditionalDelete("AdverseEvent", system, id);
+      bundle.AddDeleteById("AdverseEvent", server_id);
       continue;
     }
     const EventCode code = AdverseEventCode(event.kind());
-    Json resource = StartResourceWithOneIdentifier(a, "AdverseEvent", system, id);
+    Json resource = Json::Object(a);
+    resource.Str("resourceType", "AdverseEvent").Str("id", server_id);
+    resource.Put("identifier", fhir::Identifier(a, system, id));
     resource.Str("actuality", "actual");
     resource.Put("event", fhir::CodeableConceptWithText(a, fhir::kSnomed, code.code, code.display,
                                                         event.description().empty()
@@ -302,8 +308,7 @@ void AddAdverseEvents(const v1::ClinicRecord& record, const ObservationFrame& fr
     Json suspect = Json::Object(a);
     suspect.Put("instance", fhir::Reference(a, frame.administration_urn));
     resource.Put("suspectEntity", Json::Array(a).Push(std::move(suspect)));
-    bundle.AddConditionalUpdate(Urn(frame.context, "AdverseEvent", id), std::move(resource),
-                                "AdverseEvent", system, id);
+    bundle.AddUpdateById(urn, std::move(resource), "AdverseEvent", server_id);
     if (event.severity() == v1::AdverseEvent::SEVERE) {
       v1::Alert& alert = *out.alerts.emplace(out.alerts.end());
       alert.set_kind(v1::Alert::SEVERE_ADVERSE_EVENT);

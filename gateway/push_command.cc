@@ -1,0 +1,103 @@
+#include "gateway/push_command.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "fhirgw/v1/gateway.grpc.pb.h"
+#include "gateway/record_input.h"
+#include "grpcpp/create_channel.h"
+#include "mappers/record_json.h"
+
+namespace fhirgw::gateway {
+namespace {
+
+const char* StatusCodeName(grpc::StatusCode code) {
+  static constexpr const char* kNames[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
+  const int index = static_cast<int>(code);
+  return index >= 0 && index < 17 ? kNames[index] : "UNKNOWN";
+}
+
+}  // namespace
+
+int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::FILE* in,
+            std::FILE* out, std::FILE* err) {
+  if (flags.target.empty() || files.empty()) {
+    std::fprintf(err, "usage: fhirgw push --target=HOST:PORT [--wait] FILE...\n");
+    return 1;
+  }
+  auto channel = grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials());
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+    std::fprintf(err, "fhirgw push: cannot connect to %s\n", flags.target.c_str());
+    return 1;
+  }
+  auto stub = v1::ClinicGateway::NewStub(channel);
+  bool refused = false;
+  bool unreachable = false;
+  for (const std::string& file : files) {
+    absl::Status read = ForEachRecordText(file, in, [&](absl::string_view json, int line) {
+      const std::string where = line == 0 ? file : absl::StrCat(file, ":", line);
+      absl::StatusOr<v1::ClinicRecord> record = mappers::ParseRecordJson(json);
+      if (!record.ok()) {
+        std::fprintf(out, "%s - INVALID_ARGUMENT %s\n", where.c_str(),
+                     std::string(record.status().message()).c_str());
+        refused = true;
+        return;
+      }
+      v1::PushRequest request;
+      *request.mutable_record() = *std::move(record);
+      request.set_wait_for_delivery(flags.wait_for_delivery);
+      v1::PushResponse response;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(flags.timeout_ms));
+      grpc::Status status = stub->Push(&context, request, &response);
+      const std::string& record_id = request.record().record_id();
+      if (!status.ok()) {
+        std::fprintf(out, "%s %s %s %s\n", where.c_str(),
+                     record_id.empty() ? "-" : record_id.c_str(),
+                     StatusCodeName(status.error_code()), status.error_message().c_str());
+        if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+            status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+          unreachable = true;
+        } else {
+          refused = true;
+        }
+        return;
+      }
+      std::fprintf(
+          out, "%s %s %s %s v%lld%s\n", where.c_str(), record_id.c_str(),
+          response.transaction_id().c_str(), v1::TransactionStatus_Name(response.status()).c_str(),
+          static_cast<long long>(response.version()), response.duplicate() ? " duplicate" : "");
+      for (const v1::Alert& alert : response.alerts()) {
+        std::fprintf(out, "  alert %s: %s\n", v1::Alert::Kind_Name(alert.kind()).c_str(),
+                     alert.message().c_str());
+      }
+    });
+    if (!read.ok()) {
+      std::fprintf(err, "fhirgw push: %s\n", std::string(read.message()).c_str());
+      unreachable = unreachable || !absl::IsInvalidArgument(read);
+      refused = refused || absl::IsInvalidArgument(read);
+    }
+  }
+  std::fflush(out);
+  if (unreachable) return 1;
+  return refused ? 2 : 0;
+}
+
+}  // namespace fhirgw::gateway

@@ -1,0 +1,72 @@
+#include "gateway/serve_command.h"
+
+#include <csignal>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "fhir/status_macros.h"
+#include "gateway/config.h"
+#include "gateway/log.h"
+#include "gateway/server.h"
+
+namespace fhirgw::gateway {
+
+absl::StatusOr<v1::GatewayConfig> EffectiveConfig(const ServeFlags& flags) {
+  v1::GatewayConfig config;
+  if (!flags.config.empty()) {
+    FHIRGW_ASSIGN_OR_RETURN(config, LoadConfigFile(flags.config));
+  }
+  if (!flags.listen.empty()) config.set_listen(flags.listen);
+  if (!flags.http_listen.empty()) config.set_http_listen(flags.http_listen);
+  if (!flags.data_dir.empty()) config.set_data_dir(flags.data_dir);
+  if (!flags.ehr_url.empty()) {
+    config.clear_destinations();
+    config.clear_routes();
+    v1::Destination& ehr = *config.add_destinations();
+    ehr.set_name("ehr");
+    ehr.set_base_url(flags.ehr_url);
+    config.set_default_destination("ehr");
+  }
+  ApplyDefaults(config);
+  FHIRGW_RETURN_IF_ERROR(ValidateConfig(config));
+  return config;
+}
+
+int RunServe(const ServeFlags& flags) {
+  absl::StatusOr<v1::GatewayConfig> config = EffectiveConfig(flags);
+  if (!config.ok()) {
+    std::fprintf(stderr, "fhirgw serve: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  // Signals are taken synchronously by this thread; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<GatewayServer>> server = GatewayServer::Start(*config);
+  if (!server.ok()) {
+    std::fprintf(stderr, "fhirgw serve: %s\n", std::string(server.status().message()).c_str());
+    return 1;
+  }
+  std::printf("listening on %s\n", (*server)->grpc_address().c_str());
+  if (!(*server)->http_address().empty()) {
+    std::printf("http listening on %s\n", (*server)->http_address().c_str());
+  }
+  std::fflush(stdout);
+  LogInfo(absl::StrCat("fhirgw serving gRPC on ", (*server)->grpc_address(), ", log ",
+                       config->store().sqlite().path(), ", ", config->destinations_size(),
+                       " destination(s)"));
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  LogInfo(absl::StrCat("received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT", ", draining"));
+  (*server)->Drain();
+  server->reset();
+  LogInfo("stopped");
+  return 0;
+}
+
+}  // namespace fhirgw::gateway
