@@ -155,6 +155,22 @@ DeliveryService::~DeliveryService() { Stop(); }
 
 absl::Status DeliveryService::Start() {
   for (const v1::Destination& d : config_.destinations()) {
+    if (absl::Status s = AddDestination(d); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("destination ", d.name(), ": ", s.message()));
+    }
+  }
+  for (auto& destination : destinations_) {
+    for (auto& sender : destination->senders) {
+      Destination* dest = destination.get();
+      Sender* s = sender.get();
+      threads_.emplace_back([this, dest, s] { Work(*dest, *s); });
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeliveryService::AddDestination(const v1::Destination& d) {
+  {
     auto destination = std::make_unique<Destination>();
     destination->config = &d;
     if (absl::StartsWith(d.base_url(), "file:")) {
@@ -174,13 +190,6 @@ absl::Status DeliveryService::Start() {
       }
     }
     destinations_.push_back(std::move(destination));
-  }
-  for (auto& destination : destinations_) {
-    for (auto& sender : destination->senders) {
-      Destination* dest = destination.get();
-      Sender* s = sender.get();
-      threads_.emplace_back([this, dest, s] { Work(*dest, *s); });
-    }
   }
   return absl::OkStatus();
 }

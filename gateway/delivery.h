@@ -78,6 +78,7 @@ class DeliveryService {
 
  private:
   struct Destination;
+  absl::Status AddDestination(const v1::Destination& config);
   void Work(Destination& destination, Sender& sender);
   void Deliver(Destination& destination, Sender& sender, const DeliveryTask& task);
 

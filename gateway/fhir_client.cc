@@ -280,6 +280,13 @@ HttpResult HttpConnection::Perform(absl::string_view method, const std::string& 
 
   if (code != CURLE_OK) {
     result.error = error_[0] != '\0' ? std::string(error_) : curl_easy_strerror(code);
+    // curl 7.88 says "Couldn't connect to server" without the reason; operators want it.
+    long os_errno = 0;
+    if (curl_easy_getinfo(curl_, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno != 0) {
+      const char* reason = std::strerror(static_cast<int>(os_errno));
+      if (!absl::StrContains(result.error, reason))
+        absl::StrAppend(&result.error, " (", reason, ")");
+    }
     result.body.clear();
     return result;
   }

@@ -43,8 +43,7 @@ struct HttpServerOptions {
   // How long to wait for a slow client to send the request or take the response.
   absl::Duration read_timeout = absl::Seconds(5);
   absl::Duration write_timeout = absl::Seconds(5);
-  // How long an idle keep-alive connection may hold a worker. Also bounds how long Stop() waits
-  // for such connections.
+  // How long an idle keep-alive connection may hold a worker (whole seconds, at least 1).
   absl::Duration keep_alive_timeout = absl::Seconds(5);
   // Larger request bodies are refused with 413.
   size_t max_body_bytes = size_t{32} << 20;
@@ -72,8 +71,9 @@ class HttpServer final {
   // already serving. Start may be called again after Stop.
   absl::StatusOr<int> Start(const std::string& host, int port);
 
-  // Stops accepting connections, lets requests in progress finish, and waits for the serving
-  // threads. Does nothing when not serving. Must not be called from a handler.
+  // Stops accepting connections and waits for the serving threads: requests in progress finish,
+  // and an idle keep-alive connection may hold Stop for up to `keep_alive_timeout`. Does nothing
+  // when not serving. Must not be called from a handler.
   void Stop();
 
  private:

@@ -68,7 +68,7 @@ absl::Status CheckKey(EVP_PKEY* key, absl::string_view algorithm, absl::string_v
   if (algorithm == "RS384") {
     if (!EVP_PKEY_is_a(key, "RSA")) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ": holds a ", type_name, " key; RS384 needs an RSA key"));
+          absl::StrCat(field, ": RS384 needs an RSA key, not ", type_name));
     }
     if (EVP_PKEY_get_bits(key) < 2048) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -78,7 +78,7 @@ absl::Status CheckKey(EVP_PKEY* key, absl::string_view algorithm, absl::string_v
   }
   if (!EVP_PKEY_is_a(key, "EC")) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": holds a ", type_name, " key; ES384 needs an EC P-384 key"));
+        absl::StrCat(field, ": ES384 needs an EC P-384 key, not ", type_name));
   }
   char group[64] = {};
   size_t group_length = 0;

@@ -272,20 +272,24 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
     processor_.Process(
         record, kDevPrincipal,
         [this, slot, record_id = record.record_id()](absl::StatusOr<v1::PushResponse> result) {
-          std::lock_guard<std::mutex> lock(mu_);
-          if (result.ok()) {
-            slot->response = std::move(*result);
-          } else {
-            // The record was not logged; say why, with every issue, in the response for it.
-            slot->response.set_record_id(record_id);
-            v1::Issue* issue = slot->response.add_issues();
-            issue->set_severity(v1::Issue::ERROR);
-            issue->set_message(std::string(result.status().message()));
+          bool last;
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (result.ok()) {
+              slot->response = std::move(*result);
+            } else {
+              // The record was not logged; say why, with every issue, in the response for it.
+              slot->response.set_record_id(record_id);
+              v1::Issue* issue = slot->response.add_issues();
+              issue->set_severity(v1::Issue::ERROR);
+              issue->set_message(std::string(result.status().message()));
+            }
+            slot->ready = true;
+            --pending_callbacks_;
+            PumpLocked();
+            last = ShouldDeleteLocked();
           }
-          slot->ready = true;
-          --pending_callbacks_;
-          PumpLocked();
-          MaybeDeleteLocked();
+          if (last) delete this;
         });
   }
 
@@ -306,9 +310,13 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
   }
 
   void OnDone() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    done_ = true;
-    MaybeDeleteLocked();
+    bool last;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+      last = ShouldDeleteLocked();
+    }
+    if (last) delete this;
   }
 
   void OnCancel() override {
@@ -342,16 +350,14 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
     }
   }
 
-  // Deletes the reactor once gRPC is done with it and no push callback can touch it any more.
-  void MaybeDeleteLocked() {
+  // True once gRPC is done with the reactor and no push callback can touch it any more; the caller
+  // deletes it after releasing the lock.
+  bool ShouldDeleteLocked() {
     if (done_ && pending_callbacks_ == 0 && !deleting_) {
       deleting_ = true;
-      // Defer past the lock held by the caller.
-      std::thread([this] {
-        { std::lock_guard<std::mutex> lock(mu_); }
-        delete this;
-      }).detach();
+      return true;
     }
+    return false;
   }
 
   PushProcessor& processor_;

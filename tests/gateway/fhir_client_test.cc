@@ -198,8 +198,7 @@ TEST(FhirClientTest, SendsABearerTokenFromEachSource) {
   setenv("FHIR_CLIENT_TEST_TOKEN", "tok-env", 1);
   env_token.mutable_auth()->mutable_bearer()->set_token_env("FHIR_CLIENT_TEST_TOKEN");
   v1::Destination file_token = Destination(server);
-  file_token.mutable_auth()->mutable_bearer()->set_token_file(
-      WriteTempFile("token", "tok-file\n"));
+  file_token.mutable_auth()->mutable_bearer()->set_token_file(WriteTempFile("token", "tok-file\n"));
 
   for (const v1::Destination* config : {&inline_token, &env_token, &file_token}) {
     std::unique_ptr<FhirClient> client = MakeClient(*config);
@@ -237,7 +236,7 @@ TEST(FhirClientTest, SendsBasicCredentials) {
   }
   std::vector<Seen> seen = recorder.seen();
   ASSERT_EQ(seen.size(), 2u);
-  EXPECT_EQ(seen[0].authorization, "Basic dXNlcjpwYXNz");  // user:pass
+  EXPECT_EQ(seen[0].authorization, "Basic dXNlcjpwYXNz");      // user:pass
   EXPECT_EQ(seen[1].authorization, "Basic dXNlcjpwYSBzcw==");  // user:pa ss
 }
 
@@ -291,9 +290,9 @@ TEST(FhirClientTest, ReportsRetryAfterGivenAsADate) {
   TestServer server;
   server.server().Post("/fhir", [](const httplib::Request&, httplib::Response& res) {
     res.status = 429;
-    res.set_header("Retry-After", absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT",
-                                                   absl::Now() + absl::Hours(1),
-                                                   absl::UTCTimeZone()));
+    res.set_header("Retry-After",
+                   absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now() + absl::Hours(1),
+                                    absl::UTCTimeZone()));
   });
   server.Start();
   std::unique_ptr<FhirClient> client = MakeClient(Destination(server));
@@ -387,11 +386,11 @@ TEST(FhirClientTest, TruncatesLargeBodiesAndKeepsTheConnection) {
 TEST(FhirClientTest, GetsAPathBelowTheBaseUrl) {
   TestServer server;
   Recorder recorder;
-  server.server().Get("/fhir/R4/metadata", [&](const httplib::Request& req,
-                                               httplib::Response& res) {
-    recorder.Add(req);
-    res.set_content(R"({"resourceType":"CapabilityStatement"})", "application/fhir+json");
-  });
+  server.server().Get(
+      "/fhir/R4/metadata", [&](const httplib::Request& req, httplib::Response& res) {
+        recorder.Add(req);
+        res.set_content(R"({"resourceType":"CapabilityStatement"})", "application/fhir+json");
+      });
   server.Start();
   v1::Destination config = Destination(server, "/fhir/R4/");
   config.mutable_auth()->mutable_bearer()->set_token("tok");

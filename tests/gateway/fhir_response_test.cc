@@ -54,13 +54,12 @@ TEST(ParseTransactionResponseTest, ReadsRelativeLocationsAndPairsFullUrlsByIndex
     ]})";
   absl::StatusOr<std::vector<v1::ResourceRef>> refs = ParseTransactionResponse(kResponse, kRequest);
   ASSERT_TRUE(refs.ok()) << refs.status();
-  EXPECT_THAT(*refs,
-              ElementsAre(RefIs("Patient", "123", "1", "201 Created",
-                                "urn:uuid:11111111-1111-5111-8111-111111111111"),
-                          RefIs("MedicationAdministration", "ma-9", "4", "200 OK",
-                                "urn:uuid:22222222-2222-5222-8222-222222222222"),
-                          RefIs("Observation", "obs1", "", "201 Created",
-                                "urn:uuid:33333333-3333-5333-8333-333333333333")));
+  EXPECT_THAT(*refs, ElementsAre(RefIs("Patient", "123", "1", "201 Created",
+                                       "urn:uuid:11111111-1111-5111-8111-111111111111"),
+                                 RefIs("MedicationAdministration", "ma-9", "4", "200 OK",
+                                       "urn:uuid:22222222-2222-5222-8222-222222222222"),
+                                 RefIs("Observation", "obs1", "", "201 Created",
+                                       "urn:uuid:33333333-3333-5333-8333-333333333333")));
 }
 
 TEST(ParseTransactionResponseTest, TakesTheResourceFromAbsoluteLocations) {
@@ -76,11 +75,10 @@ TEST(ParseTransactionResponseTest, TakesTheResourceFromAbsoluteLocations) {
     ]})";
   absl::StatusOr<std::vector<v1::ResourceRef>> refs = ParseTransactionResponse(kResponse, kRequest);
   ASSERT_TRUE(refs.ok()) << refs.status();
-  EXPECT_THAT(*refs, ElementsAre(RefIs("Patient", "123", "2", "201 Created", HasSubstr("1111")),
-                                 RefIs("MedicationAdministration", "77", "", "201",
-                                       HasSubstr("2222")),
-                                 RefIs("Observation", "o-5", "3", "201 Created",
-                                       HasSubstr("3333"))));
+  EXPECT_THAT(*refs,
+              ElementsAre(RefIs("Patient", "123", "2", "201 Created", HasSubstr("1111")),
+                          RefIs("MedicationAdministration", "77", "", "201", HasSubstr("2222")),
+                          RefIs("Observation", "o-5", "3", "201 Created", HasSubstr("3333"))));
 }
 
 TEST(ParseTransactionResponseTest, FallsBackToEtagAndReturnedResource) {
@@ -155,13 +153,12 @@ TEST(ParseOperationOutcomeTest, ReadsSeverityMessageAndPath) {
        "details": {"coding": [{"system": "x", "code": "y", "display": "Unknown code"}]}},
       {"severity": "information", "code": "informational"}
     ]})";
-  EXPECT_THAT(
-      ParseOperationOutcome(kOutcome),
-      ElementsAre(
-          IssueIs(v1::Issue::ERROR, "MedicationAdministration.subject", "subject is required"),
-          IssueIs(v1::Issue::ERROR, "/f:Bundle/f:entry[2]", "bad JSON"),
-          IssueIs(v1::Issue::WARNING, "", "Unknown code"),
-          IssueIs(v1::Issue::INFORMATION, "", "informational")));
+  EXPECT_THAT(ParseOperationOutcome(kOutcome),
+              ElementsAre(IssueIs(v1::Issue::ERROR, "MedicationAdministration.subject",
+                                  "subject is required"),
+                          IssueIs(v1::Issue::ERROR, "/f:Bundle/f:entry[2]", "bad JSON"),
+                          IssueIs(v1::Issue::WARNING, "", "Unknown code"),
+                          IssueIs(v1::Issue::INFORMATION, "", "informational")));
 }
 
 TEST(ParseOperationOutcomeTest, IsEmptyForAnythingElse) {

@@ -80,7 +80,7 @@ void WritePem(EVP_PKEY* key, const std::string& path) {
   ASSERT_EQ(PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr), 1);
 }
 
-// Test keys, made once per test program in a private temporary directory.
+// Test keys, in a private temporary directory.
 struct Keys {
   std::string dir;
   PrivateKey rsa;  // 3072 bits
@@ -94,42 +94,56 @@ struct Keys {
   std::string garbage_file;
 };
 
-Keys* keys = nullptr;
+// Fills `keys`; ASSERTs need a void function.
+void MakeKeys(Keys& keys) {
+  std::string pattern = absl::StrCat(::testing::TempDir(), "/oauth_test_XXXXXX");
+  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+  keys.dir = pattern;
+  keys.rsa.reset(EVP_RSA_gen(3072));
+  keys.ec.reset(EVP_EC_gen("P-384"));
+  ASSERT_NE(keys.rsa, nullptr);
+  ASSERT_NE(keys.ec, nullptr);
+  keys.rsa_public = PublicPart(keys.rsa.get());
+  keys.ec_public = PublicPart(keys.ec.get());
+  keys.rsa_file = keys.dir + "/rsa3072.pem";
+  keys.ec_file = keys.dir + "/p384.pem";
+  keys.small_rsa_file = keys.dir + "/rsa1024.pem";
+  keys.p256_file = keys.dir + "/p256.pem";
+  keys.garbage_file = keys.dir + "/garbage.pem";
+  WritePem(keys.rsa.get(), keys.rsa_file);
+  WritePem(keys.ec.get(), keys.ec_file);
+  PrivateKey small(EVP_RSA_gen(1024));
+  WritePem(small.get(), keys.small_rsa_file);
+  PrivateKey p256(EVP_EC_gen("P-256"));
+  WritePem(p256.get(), keys.p256_file);
+  std::ofstream(keys.garbage_file) << "-----BEGIN PRIVATE KEY-----\nnot a key\n";
+}
 
+Keys* made_keys = nullptr;
+
+// Returns the test keys, made on first use: an RSA 3072 key takes a while, and ctest runs each
+// test of this program (most of which need no key) in its own process.
+Keys* TestKeys() {
+  static Keys* const keys = [] {
+    auto* made = new Keys;
+    MakeKeys(*made);
+    made_keys = made;
+    return made;
+  }();
+  return keys;
+}
+
+// Removes the key files at the end of the program.
 class KeysEnvironment : public ::testing::Environment {
  public:
-  void SetUp() override {
-    keys = new Keys;
-    std::string pattern = absl::StrCat(::testing::TempDir(), "/oauth_test_XXXXXX");
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    keys->dir = pattern;
-    keys->rsa.reset(EVP_RSA_gen(3072));
-    keys->ec.reset(EVP_EC_gen("P-384"));
-    ASSERT_NE(keys->rsa, nullptr);
-    ASSERT_NE(keys->ec, nullptr);
-    keys->rsa_public = PublicPart(keys->rsa.get());
-    keys->ec_public = PublicPart(keys->ec.get());
-    keys->rsa_file = keys->dir + "/rsa3072.pem";
-    keys->ec_file = keys->dir + "/p384.pem";
-    keys->small_rsa_file = keys->dir + "/rsa1024.pem";
-    keys->p256_file = keys->dir + "/p256.pem";
-    keys->garbage_file = keys->dir + "/garbage.pem";
-    WritePem(keys->rsa.get(), keys->rsa_file);
-    WritePem(keys->ec.get(), keys->ec_file);
-    PrivateKey small(EVP_RSA_gen(1024));
-    WritePem(small.get(), keys->small_rsa_file);
-    PrivateKey p256(EVP_EC_gen("P-256"));
-    WritePem(p256.get(), keys->p256_file);
-    std::ofstream(keys->garbage_file) << "-----BEGIN PRIVATE KEY-----\nnot a key\n";
-  }
   void TearDown() override {
-    for (const std::string* file : {&keys->rsa_file, &keys->ec_file, &keys->small_rsa_file,
-                                    &keys->p256_file, &keys->garbage_file}) {
+    if (made_keys == nullptr) return;
+    for (const std::string* file :
+         {&made_keys->rsa_file, &made_keys->ec_file, &made_keys->small_rsa_file,
+          &made_keys->p256_file, &made_keys->garbage_file}) {
       std::remove(file->c_str());
     }
-    rmdir(keys->dir.c_str());
-    delete keys;
-    keys = nullptr;
+    rmdir(made_keys->dir.c_str());
   }
 };
 
@@ -163,8 +177,7 @@ bool VerifySignature(EVP_PKEY* public_key, absl::string_view algorithm, absl::st
   if (EVP_DigestVerifyInit(context.get(), nullptr, EVP_sha384(), nullptr, public_key) != 1) {
     return false;
   }
-  return EVP_DigestVerify(context.get(),
-                          reinterpret_cast<const unsigned char*>(signature.data()),
+  return EVP_DigestVerify(context.get(), reinterpret_cast<const unsigned char*>(signature.data()),
                           signature.size(), reinterpret_cast<const unsigned char*>(input.data()),
                           input.size()) == 1;
 }
@@ -211,7 +224,7 @@ std::map<std::string, std::string> ParseForm(absl::string_view body) {
       std::string decoded;
       for (size_t i = 0; i < s.size(); ++i) {
         int byte = 0;
-        if (s[i] == '%' && i + 2 < s.size() + 0 &&
+        if (s[i] == '%' && i + 2 < s.size() &&
             absl::SimpleHexAtoi(absl::string_view(s).substr(i + 1, 2), &byte)) {
           decoded.push_back(static_cast<char>(byte));
           i += 2;
@@ -232,12 +245,10 @@ class AuthServer {
  public:
   AuthServer() {
     port_ = server_.bind_to_any_port("127.0.0.1");
-    server_.Post("/token", [this](const httplib::Request& req, httplib::Response& res) {
-      Token(req, res);
-    });
-    server_.Post("/fhir", [this](const httplib::Request& req, httplib::Response& res) {
-      Fhir(req, res);
-    });
+    server_.Post("/token",
+                 [this](const httplib::Request& req, httplib::Response& res) { Token(req, res); });
+    server_.Post("/fhir",
+                 [this](const httplib::Request& req, httplib::Response& res) { Fhir(req, res); });
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
   ~AuthServer() {
@@ -259,7 +270,7 @@ class AuthServer {
     config.set_key_id(absl::StrCat("key-", algorithm));
     config.set_algorithm(std::string(algorithm));
     config.set_scope(kScope);
-    config.set_private_key_file(algorithm == "ES384" ? keys->ec_file : keys->rsa_file);
+    config.set_private_key_file(algorithm == "ES384" ? TestKeys()->ec_file : TestKeys()->rsa_file);
     return config;
   }
 
@@ -302,8 +313,8 @@ class AuthServer {
     const std::string algorithm = Str(jwt.header, "alg");
     if (Str(jwt.header, "typ") != "JWT") return "bad typ";
     if (Str(jwt.header, "kid") != absl::StrCat("key-", algorithm)) return "unknown kid";
-    EVP_PKEY* public_key = algorithm == "RS384"   ? keys->rsa_public.get()
-                           : algorithm == "ES384" ? keys->ec_public.get()
+    EVP_PKEY* public_key = algorithm == "RS384"   ? TestKeys()->rsa_public.get()
+                           : algorithm == "ES384" ? TestKeys()->ec_public.get()
                                                   : nullptr;
     if (public_key == nullptr) return "bad alg " + algorithm;
     if (!VerifySignature(public_key, algorithm, jwt.signing_input, jwt.signature)) {
@@ -332,16 +343,16 @@ class AuthServer {
         rejections_.push_back(problem);
       }
       res.status = 401;
-      res.set_content(absl::StrCat(R"({"error":"invalid_client","error_description":")", problem,
-                                   R"("})"),
-                      "application/json");
+      res.set_content(
+          absl::StrCat(R"({"error":"invalid_client","error_description":")", problem, R"("})"),
+          "application/json");
       return;
     }
     const int n = ++tokens_issued_;
-    res.set_content(absl::StrCat(R"({"access_token":"token-)", n,
-                                 R"(","token_type":"bearer","expires_in":)", expires_in_.load(),
-                                 R"(,"scope":")", kScope, R"("})"),
-                    "application/json");
+    res.set_content(
+        absl::StrCat(R"({"access_token":"token-)", n, R"(","token_type":"bearer","expires_in":)",
+                     expires_in_.load(), R"(,"scope":")", kScope, R"("})"),
+        "application/json");
   }
 
   void Fhir(const httplib::Request& req, httplib::Response& res) {
@@ -390,7 +401,7 @@ constexpr int64_t kNow = 1700000000;
 
 TEST(BuildClientAssertionTest, SignsTheSmartClaimsWithRs384) {
   absl::StatusOr<std::string> jwt_text =
-      BuildClientAssertion(AssertionConfig(""), keys->rsa.get(), kNow);  // "" means RS384
+      BuildClientAssertion(AssertionConfig(""), TestKeys()->rsa.get(), kNow);  // "" means RS384
   ASSERT_TRUE(jwt_text.ok()) << jwt_text.status();
   Jwt jwt;
   ASSERT_TRUE(DecodeJwt(*jwt_text, jwt)) << *jwt_text;
@@ -404,32 +415,34 @@ TEST(BuildClientAssertionTest, SignsTheSmartClaimsWithRs384) {
   EXPECT_EQ(Int(jwt.claims, "exp"), kNow + 300);
   EXPECT_THAT(Str(jwt.claims, "jti"), MatchesRegex("[0-9a-f]{32}"));
   EXPECT_EQ(jwt.signature.size(), 384u);  // a 3072-bit RSA signature
-  EXPECT_TRUE(VerifySignature(keys->rsa_public.get(), "RS384", jwt.signing_input, jwt.signature));
+  EXPECT_TRUE(
+      VerifySignature(TestKeys()->rsa_public.get(), "RS384", jwt.signing_input, jwt.signature));
   // The check can fail: the signature does not cover other claims, nor verify with another key.
-  EXPECT_FALSE(VerifySignature(keys->rsa_public.get(), "RS384", jwt.signing_input + "x",
+  EXPECT_FALSE(VerifySignature(TestKeys()->rsa_public.get(), "RS384", jwt.signing_input + "x",
                                jwt.signature));
 }
 
 TEST(BuildClientAssertionTest, SignsEs384AsRawRAndS) {
   absl::StatusOr<std::string> jwt_text =
-      BuildClientAssertion(AssertionConfig("ES384"), keys->ec.get(), kNow);
+      BuildClientAssertion(AssertionConfig("ES384"), TestKeys()->ec.get(), kNow);
   ASSERT_TRUE(jwt_text.ok()) << jwt_text.status();
   Jwt jwt;
   ASSERT_TRUE(DecodeJwt(*jwt_text, jwt)) << *jwt_text;
 
   EXPECT_EQ(Str(jwt.header, "alg"), "ES384");
   EXPECT_EQ(jwt.signature.size(), 96u);  // R || S, not DER
-  EXPECT_TRUE(VerifySignature(keys->ec_public.get(), "ES384", jwt.signing_input, jwt.signature));
+  EXPECT_TRUE(
+      VerifySignature(TestKeys()->ec_public.get(), "ES384", jwt.signing_input, jwt.signature));
   std::string tampered = jwt.signature;
   tampered[10] ^= 1;
-  EXPECT_FALSE(VerifySignature(keys->ec_public.get(), "ES384", jwt.signing_input, tampered));
+  EXPECT_FALSE(VerifySignature(TestKeys()->ec_public.get(), "ES384", jwt.signing_input, tampered));
 }
 
 TEST(BuildClientAssertionTest, UsesAFreshJtiEachTime) {
   std::set<std::string> jtis;
   for (int i = 0; i < 5; ++i) {
     absl::StatusOr<std::string> jwt_text =
-        BuildClientAssertion(AssertionConfig("ES384"), keys->ec.get(), kNow);
+        BuildClientAssertion(AssertionConfig("ES384"), TestKeys()->ec.get(), kNow);
     ASSERT_TRUE(jwt_text.ok()) << jwt_text.status();
     Jwt jwt;
     ASSERT_TRUE(DecodeJwt(*jwt_text, jwt));
@@ -439,18 +452,21 @@ TEST(BuildClientAssertionTest, UsesAFreshJtiEachTime) {
 }
 
 TEST(BuildClientAssertionTest, RefusesAKeyOfTheWrongKind) {
-  EXPECT_THAT(BuildClientAssertion(AssertionConfig("ES384"), keys->rsa.get(), kNow).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ES384 needs an EC P-384")));
-  EXPECT_THAT(BuildClientAssertion(AssertionConfig("RS384"), keys->ec.get(), kNow).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("RS384 needs an RSA key")));
+  EXPECT_THAT(BuildClientAssertion(AssertionConfig("ES384"), TestKeys()->rsa.get(), kNow).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("ES384 needs an EC P-384 key, not RSA")));
+  EXPECT_THAT(
+      BuildClientAssertion(AssertionConfig("RS384"), TestKeys()->ec.get(), kNow).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("RS384 needs an RSA key, not EC")));
 }
 
-// --- ValidateOAuth2Config --------------------------------------------------------------------------
+// --- ValidateOAuth2Config
+// --------------------------------------------------------------------------
 
 v1::Auth::OAuth2 ValidConfig() {
   v1::Auth::OAuth2 config = AssertionConfig("RS384");
   config.set_scope(kScope);
-  config.set_private_key_file(keys->rsa_file);
+  config.set_private_key_file(TestKeys()->rsa_file);
   return config;
 }
 
@@ -458,7 +474,7 @@ TEST(ValidateOAuth2ConfigTest, AcceptsBothAlgorithms) {
   EXPECT_TRUE(ValidateOAuth2Config(ValidConfig(), "p").ok());
   v1::Auth::OAuth2 ec = ValidConfig();
   ec.set_algorithm("ES384");
-  ec.set_private_key_file(keys->ec_file);
+  ec.set_private_key_file(TestKeys()->ec_file);
   EXPECT_TRUE(ValidateOAuth2Config(ec, "p").ok());
 }
 
@@ -495,29 +511,29 @@ TEST(ValidateOAuth2ConfigTest, NamesTheField) {
 
 TEST(ValidateOAuth2ConfigTest, ChecksTheKey) {
   v1::Auth::OAuth2 config = ValidConfig();
-  config.set_private_key_file(keys->dir + "/missing.pem");
+  config.set_private_key_file(TestKeys()->dir + "/missing.pem");
   EXPECT_THAT(ValidateOAuth2Config(config, "p"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("p.private_key_file: cannot read"),
                              HasSubstr("No such file or directory"))));
 
-  config.set_private_key_file(keys->garbage_file);
+  config.set_private_key_file(TestKeys()->garbage_file);
   EXPECT_THAT(ValidateOAuth2Config(config, "p"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("holds no unencrypted PEM private key")));
 
-  config.set_private_key_file(keys->small_rsa_file);
+  config.set_private_key_file(TestKeys()->small_rsa_file);
   EXPECT_THAT(ValidateOAuth2Config(config, "p"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("the RSA key has 1024 bits; at least 2048 are needed")));
 
-  config.set_private_key_file(keys->ec_file);
+  config.set_private_key_file(TestKeys()->ec_file);
   EXPECT_THAT(ValidateOAuth2Config(config, "p"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("p.private_key_file: holds a EC key; RS384 needs an RSA key")));
+                       HasSubstr("p.private_key_file: RS384 needs an RSA key, not EC")));
 
   config.set_algorithm("ES384");
-  config.set_private_key_file(keys->p256_file);
+  config.set_private_key_file(TestKeys()->p256_file);
   EXPECT_THAT(ValidateOAuth2Config(config, "p"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'prime256v1'")));
 }
@@ -643,9 +659,10 @@ TEST(TokenSourceUnavailableTest, ReportsANetworkErrorAsUnavailable) {
 TEST(TokenSourceCreateTest, ValidatesTheConfig) {
   v1::Auth::OAuth2 config = ValidConfig();
   config.set_algorithm("ES384");
-  EXPECT_THAT(TokenSource::Create(config).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("auth.oauth2.private_key_file: holds a RSA key")));
+  EXPECT_THAT(
+      TokenSource::Create(config).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("auth.oauth2.private_key_file: ES384 needs an EC P-384 key, not RSA")));
 }
 
 // --- FhirClient with OAuth2 ----------------------------------------------------------------------
@@ -684,7 +701,6 @@ TEST_P(FhirClientOAuthTest, SendsTheAccessTokenAndReusesIt) {
 }
 
 TEST_P(FhirClientOAuthTest, ClientsShareATokenSource) {
-  TokenSourceOptions options;
   absl::StatusOr<std::shared_ptr<TokenSource>> tokens =
       TokenSource::Create(server_.Config(GetParam()));
   ASSERT_TRUE(tokens.ok()) << tokens.status();
