@@ -21,6 +21,8 @@ v1::RecordKind KindOf(const v1::ClinicRecord& record) {
       return v1::QUESTIONNAIRE;
     case v1::ClinicRecord::kEncounter:
       return v1::ENCOUNTER;
+    case v1::ClinicRecord::kPatientRecord:
+      return v1::PATIENT;
     default:
       return v1::RECORD_KIND_UNSPECIFIED;
   }

@@ -101,9 +101,10 @@ class GatewayServerImpl final : public GatewayServer {
     drained_ = true;
     const auto deadline =
         std::chrono::system_clock::now() + std::chrono::milliseconds(config_.drain_timeout_ms());
-    // 1. Stop accepting; in-flight pushes finish (their appends are already queued).
-    if (grpc_server_) grpc_server_->Shutdown(deadline);
+    // 1. Pushes waiting for delivery answer now with their current status (they are durable), then
+    //    stop accepting; in-flight pushes finish (their appends are already queued).
     waiters_.Shutdown();
+    if (grpc_server_) grpc_server_->Shutdown(deadline);
     // 2. Commit what is queued and stop the commit thread.
     if (store_) store_->Close();
     // 3. Let delivery attempts in flight finish and record their outcome.

@@ -23,6 +23,7 @@ const RecordMapper* MapperFor(v1::ClinicRecord::BodyCase body) {
       return &kQuestionnaire;
     case v1::ClinicRecord::kEncounter:
       return &kEncounter;
+    case v1::ClinicRecord::kPatientRecord:
     case v1::ClinicRecord::BODY_NOT_SET:
       break;
   }
@@ -52,6 +53,8 @@ const char* KindName(v1::ClinicRecord::BodyCase body) {
       return "questionnaire";
     case v1::ClinicRecord::kEncounter:
       return "encounter";
+    case v1::ClinicRecord::kPatientRecord:
+      return "patient";
     case v1::ClinicRecord::BODY_NOT_SET:
       break;
   }

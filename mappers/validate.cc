@@ -563,6 +563,9 @@ void ValidateRecord(const v1::ClinicRecord& record, fhir::IssueList& issues) {
     case v1::ClinicRecord::kEncounter:
       CheckEncounter(s.Field("encounter"), record.encounter());
       break;
+    case v1::ClinicRecord::kPatientRecord:
+      s.Error("patient_record", "comes only from hospitals; clinics send patient details in patient");
+      break;
     case v1::ClinicRecord::BODY_NOT_SET:
       s.Error("body",
               "one of infusion, medication_statement, questionnaire or encounter is required");
