@@ -143,8 +143,8 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
   const auto start = std::chrono::steady_clock::now();
   const char* kind = mappers::KindName(record.body_case());
   fhir::IssueList issues;
-  absl::StatusOr<mappers::MapOutput> mapped =
-      mappers::MapToFhir(record, routing_.ContextFor(record.clinic_id()), issues);
+  const mappers::MapContext context = routing_.ContextFor(record.clinic_id());
+  absl::StatusOr<mappers::MapOutput> mapped = mappers::MapToFhir(record, context, issues);
   if (!mapped.ok()) {
     metrics_
         .GetCounter("fhirgw_pushes_total", "Pushes by record kind and outcome",
@@ -166,6 +166,11 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
   entry.alerts = std::move(mapped->alerts);
   entry.principal = principal;
   entry.received_at_ms = WallClockMs();
+  entry.patient_keys.push_back(
+      absl::StrCat(context.systems.patient, "|", record.patient().clinic_patient_id()));
+  for (const v1::Identifier& id : record.patient().identifiers()) {
+    entry.patient_keys.push_back(absl::StrCat(id.system(), "|", id.value()));
+  }
   store_.Append(std::move(entry), [this, kind, start, record_id = record.record_id(),
                                    done = std::move(done)](absl::StatusOr<AppendResult> result) {
     if (!result.ok()) {

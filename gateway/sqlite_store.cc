@@ -48,6 +48,17 @@ CREATE INDEX IF NOT EXISTS transactions_undelivered ON transactions (received_at
 CREATE INDEX IF NOT EXISTS transactions_in_flight ON transactions (clinic_id, patient_id)
   WHERE status = 2;
 CREATE INDEX IF NOT EXISTS transactions_dead ON transactions (clinic_id) WHERE status = 6;
+CREATE INDEX IF NOT EXISTS transactions_inbound ON transactions (clinic_id, seq) WHERE direction = 2;
+CREATE TABLE IF NOT EXISTS patient_keys (
+  key TEXT NOT NULL,
+  clinic_id TEXT NOT NULL,
+  clinic_patient_id TEXT NOT NULL,
+  PRIMARY KEY (key, clinic_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attempts (
   transaction_id TEXT NOT NULL,
   number INTEGER NOT NULL,
@@ -185,6 +196,41 @@ google::protobuf::Timestamp ToTimestamp(int64_t ms) {
   return t;
 }
 
+// The columns RowToTransaction reads, in order.
+constexpr char kTransactionColumns[] =
+    "id, clinic_id, record_id, version, kind, direction, status, destination, patient_id, "
+    "principal, received_at_ms, updated_at_ms, next_attempt_at_ms, alerts, resources, record, fhir, "
+    "seq";
+
+v1::Transaction RowToTransaction(const Statement& row, bool with_payload) {
+  v1::Transaction tx;
+  tx.set_transaction_id(row.Text(0));
+  tx.set_clinic_id(row.Text(1));
+  tx.set_record_id(row.Text(2));
+  tx.set_version(row.Int(3));
+  tx.set_kind(static_cast<v1::RecordKind>(row.Int(4)));
+  tx.set_direction(static_cast<v1::Direction>(row.Int(5)));
+  tx.set_status(static_cast<v1::TransactionStatus>(row.Int(6)));
+  tx.set_destination(row.Text(7));
+  tx.set_patient_id(row.Text(8));
+  tx.set_principal(row.Text(9));
+  *tx.mutable_received_at() = ToTimestamp(row.Int(10));
+  *tx.mutable_updated_at() = ToTimestamp(row.Int(11));
+  if (tx.status() == v1::RETRYING || tx.status() == v1::ACCEPTED) {
+    *tx.mutable_next_attempt_at() = ToTimestamp(row.Int(12));
+  }
+  v1::Transaction extra;
+  extra.ParseFromString(row.Text(13));
+  extra.MergeFromString(row.Text(14));
+  tx.mutable_alerts()->Swap(extra.mutable_alerts());
+  tx.mutable_resources()->Swap(extra.mutable_resources());
+  if (with_payload) {
+    tx.mutable_record()->ParseFromString(row.Text(15));
+    tx.set_fhir_json(row.Text(16));
+  }
+  return tx;
+}
+
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
@@ -208,7 +254,7 @@ class SqliteStore final : public Store {
     FHIRGW_ASSIGN_OR_RETURN(reader_, OpenConnection(options_.path));
     FHIRGW_RETURN_IF_ERROR(
         latest_.Prepare(writer_,
-                        "SELECT id, version, content_hash, status, alerts FROM transactions "
+                        "SELECT id, version, content_hash, status, alerts, seq FROM transactions "
                         "WHERE clinic_id = ?1 AND record_id = ?2 AND direction = ?3 "
                         "ORDER BY version DESC LIMIT 1"));
     FHIRGW_RETURN_IF_ERROR(insert_.Prepare(
@@ -239,20 +285,119 @@ class SqliteStore final : public Store {
         "UPDATE transactions SET status = ?2, attempt_count = attempt_count + 1, "
         "next_attempt_at_ms = ?3, updated_at_ms = ?4, "
         "resources = CASE WHEN length(?5) > 0 THEN ?5 ELSE resources END WHERE id = ?1"));
+    FHIRGW_RETURN_IF_ERROR(link_patient_.Prepare(
+        writer_, "INSERT OR IGNORE INTO patient_keys (key, clinic_id, clinic_patient_id) "
+                 "VALUES (?1, ?2, ?3)"));
+    FHIRGW_RETURN_IF_ERROR(link_ehr_patient_.Prepare(
+        writer_,
+        "INSERT OR IGNORE INTO patient_keys (key, clinic_id, clinic_patient_id) "
+        "SELECT destination || '|Patient/' || ?2, clinic_id, patient_id FROM transactions "
+        "WHERE id = ?1 AND direction = 1"));
     committer_ = std::thread([this] { CommitLoop(); });
     return absl::OkStatus();
   }
 
   void Append(NewEntry entry, AppendCallback done) override {
-    {
-      std::lock_guard<std::mutex> lock(queue_mu_);
-      if (!closed_) {
-        queue_.push_back({std::move(entry), std::move(done)});
-        queue_cv_.notify_one();
-        return;
-      }
+    std::vector<NewEntry> entries;
+    entries.push_back(std::move(entry));
+    Enqueue(std::move(entries),
+            [done = std::move(done)](absl::StatusOr<std::vector<AppendResult>> results) {
+              if (!results.ok()) {
+                done(results.status());
+              } else {
+                done(std::move(results->front()));
+              }
+            });
+  }
+
+  void AppendAll(std::vector<NewEntry> entries, AppendAllCallback done) override {
+    if (entries.empty()) {
+      done(std::vector<AppendResult>());
+      return;
     }
-    done(absl::UnavailableError("the transaction log is closed"));
+    Enqueue(std::move(entries), std::move(done));
+  }
+
+  absl::StatusOr<std::vector<PatientMatch>> FindPatient(
+      const std::vector<std::string>& keys) override {
+    std::lock_guard<std::mutex> lock(reader_mu_);
+    Statement select;
+    FHIRGW_RETURN_IF_ERROR(select.Prepare(
+        reader_, "SELECT clinic_id, clinic_patient_id FROM patient_keys WHERE key = ?1"));
+    std::vector<PatientMatch> matches;
+    for (const std::string& key : keys) {
+      select.Bind(1, key);
+      while (true) {
+        FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
+        if (!row) break;
+        PatientMatch match{select.Text(0), select.Text(1)};
+        bool seen = false;
+        for (const PatientMatch& m : matches) {
+          seen = seen || (m.clinic_id == match.clinic_id &&
+                          m.clinic_patient_id == match.clinic_patient_id);
+        }
+        if (!seen) matches.push_back(std::move(match));
+      }
+      select.Reset();
+    }
+    return matches;
+  }
+
+  absl::StatusOr<std::vector<EhrPatient>> EhrPatients(absl::string_view destination) override {
+    std::lock_guard<std::mutex> lock(reader_mu_);
+    Statement select;
+    FHIRGW_RETURN_IF_ERROR(select.Prepare(
+        reader_,
+        "SELECT key, clinic_id, clinic_patient_id FROM patient_keys "
+        "WHERE key >= ?1 AND key < ?2 ORDER BY clinic_id, clinic_patient_id"));
+    const std::string prefix = absl::StrCat(destination, "|Patient/");
+    select.Bind(1, prefix).Bind(2, absl::StrCat(destination, "|Patient0"));
+    std::vector<EhrPatient> patients;
+    while (true) {
+      FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      patients.push_back({select.Text(1), select.Text(2), select.Text(0).substr(prefix.size())});
+    }
+    return patients;
+  }
+
+  absl::StatusOr<std::vector<InboundItem>> ListInbound(absl::string_view clinic_id,
+                                                       int64_t after_sequence,
+                                                       int limit) override {
+    std::lock_guard<std::mutex> lock(reader_mu_);
+    Statement select;
+    FHIRGW_RETURN_IF_ERROR(select.Prepare(
+        reader_, absl::StrCat("SELECT ", kTransactionColumns,
+                              " FROM transactions WHERE clinic_id = ?1 AND direction = 2 "
+                              "AND seq > ?2 ORDER BY seq LIMIT ?3")
+                     .c_str()));
+    select.Bind(1, clinic_id).Bind(2, after_sequence).Bind(3, static_cast<int64_t>(limit));
+    std::vector<InboundItem> items;
+    while (true) {
+      FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      items.push_back({select.Int(17), RowToTransaction(select, true)});
+    }
+    return items;
+  }
+
+  absl::StatusOr<std::string> GetState(absl::string_view key) override {
+    std::lock_guard<std::mutex> lock(reader_mu_);
+    Statement select;
+    FHIRGW_RETURN_IF_ERROR(select.Prepare(reader_, "SELECT value FROM state WHERE key = ?1"));
+    select.Bind(1, key);
+    FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
+    return row ? select.Text(0) : std::string();
+  }
+
+  absl::Status SetState(absl::string_view key, absl::string_view value) override {
+    std::lock_guard<std::mutex> lock(writer_mu_);
+    Statement upsert;
+    FHIRGW_RETURN_IF_ERROR(upsert.Prepare(
+        writer_, "INSERT INTO state (key, value) VALUES (?1, ?2) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value"));
+    upsert.Bind(1, key).Bind(2, value);
+    return upsert.Run();
   }
 
   absl::StatusOr<v1::Transaction> Get(absl::string_view transaction_id,
@@ -261,39 +406,13 @@ class SqliteStore final : public Store {
     Statement select;
     FHIRGW_RETURN_IF_ERROR(select.Prepare(
         reader_,
-        "SELECT id, clinic_id, record_id, version, kind, direction, status, destination, "
-        "patient_id, principal, received_at_ms, updated_at_ms, next_attempt_at_ms, alerts, "
-        "resources, record, fhir FROM transactions WHERE id = ?1"));
+        absl::StrCat("SELECT ", kTransactionColumns, " FROM transactions WHERE id = ?1").c_str()));
     select.Bind(1, transaction_id);
     FHIRGW_ASSIGN_OR_RETURN(bool found, select.Step());
     if (!found) {
       return absl::NotFoundError(absl::StrCat("no transaction ", transaction_id));
     }
-    v1::Transaction tx;
-    tx.set_transaction_id(select.Text(0));
-    tx.set_clinic_id(select.Text(1));
-    tx.set_record_id(select.Text(2));
-    tx.set_version(select.Int(3));
-    tx.set_kind(static_cast<v1::RecordKind>(select.Int(4)));
-    tx.set_direction(static_cast<v1::Direction>(select.Int(5)));
-    tx.set_status(static_cast<v1::TransactionStatus>(select.Int(6)));
-    tx.set_destination(select.Text(7));
-    tx.set_patient_id(select.Text(8));
-    tx.set_principal(select.Text(9));
-    *tx.mutable_received_at() = ToTimestamp(select.Int(10));
-    *tx.mutable_updated_at() = ToTimestamp(select.Int(11));
-    if (tx.status() == v1::RETRYING || tx.status() == v1::ACCEPTED) {
-      *tx.mutable_next_attempt_at() = ToTimestamp(select.Int(12));
-    }
-    v1::Transaction extra;
-    extra.ParseFromString(select.Text(13));
-    extra.MergeFromString(select.Text(14));
-    tx.mutable_alerts()->Swap(extra.mutable_alerts());
-    tx.mutable_resources()->Swap(extra.mutable_resources());
-    if (with_payload) {
-      tx.mutable_record()->ParseFromString(select.Text(15));
-      tx.set_fhir_json(select.Text(16));
-    }
+    v1::Transaction tx = RowToTransaction(select, with_payload);
     Statement attempts;
     FHIRGW_RETURN_IF_ERROR(attempts.Prepare(
         reader_, "SELECT attempt FROM attempts WHERE transaction_id = ?1 ORDER BY number"));
@@ -348,7 +467,14 @@ class SqliteStore final : public Store {
           .Bind(4, result.attempt.started_at().seconds() * 1000 +
                        result.attempt.started_at().nanos() / 1000000 + result.attempt.duration_ms())
           .BindBlob(5, resources);
-      return complete_.Run();
+      FHIRGW_RETURN_IF_ERROR(complete_.Run());
+      // Remember the ids the EHR gave the patient, so that its data can be routed back.
+      for (const v1::ResourceRef& ref : result.resources) {
+        if (ref.resource_type() != "Patient" || ref.id().empty()) continue;
+        link_ehr_patient_.Bind(1, result.transaction_id).Bind(2, ref.id());
+        FHIRGW_RETURN_IF_ERROR(link_ehr_patient_.Run());
+      }
+      return absl::OkStatus();
     }();
     if (!status.ok()) {
       (void)Exec(writer_, "ROLLBACK");
@@ -448,9 +574,22 @@ class SqliteStore final : public Store {
 
  private:
   struct Pending {
-    NewEntry entry;
-    AppendCallback done;
+    std::vector<NewEntry> entries;
+    AppendAllCallback done;
   };
+
+  void Enqueue(std::vector<NewEntry> entries, AppendAllCallback done) {
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      if (!closed_) {
+        queued_entries_ += static_cast<int>(entries.size());
+        queue_.push_back({std::move(entries), std::move(done)});
+        queue_cv_.notify_one();
+        return;
+      }
+    }
+    done(absl::UnavailableError("the transaction log is closed"));
+  }
 
   void CommitLoop() {
     std::vector<Pending> batch;
@@ -459,13 +598,14 @@ class SqliteStore final : public Store {
         std::unique_lock<std::mutex> lock(queue_mu_);
         queue_cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
         if (queue_.empty()) return;  // closed and drained
-        if (options_.max_batch_delay_us > 0 &&
-            static_cast<int>(queue_.size()) < options_.max_batch && !closed_) {
-          queue_cv_.wait_for(lock, std::chrono::microseconds(options_.max_batch_delay_us), [this] {
-            return closed_ || static_cast<int>(queue_.size()) >= options_.max_batch;
-          });
+        if (options_.max_batch_delay_us > 0 && queued_entries_ < options_.max_batch && !closed_) {
+          queue_cv_.wait_for(lock, std::chrono::microseconds(options_.max_batch_delay_us),
+                             [this] { return closed_ || queued_entries_ >= options_.max_batch; });
         }
-        while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
+        int taken = 0;
+        while (!queue_.empty() && (taken == 0 || taken < options_.max_batch)) {
+          taken += static_cast<int>(queue_.front().entries.size());
+          queued_entries_ -= static_cast<int>(queue_.front().entries.size());
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
@@ -475,28 +615,45 @@ class SqliteStore final : public Store {
     }
   }
 
-  // Commits `batch` in one SQLite transaction (one fsync), then answers every caller.
+  // Commits `batch` in one SQLite transaction (one fsync), then answers every caller. Each caller's
+  // entries are isolated by a savepoint, so one failing group does not fail the others.
   void CommitBatch(std::vector<Pending>& batch) {
-    std::vector<absl::StatusOr<AppendResult>> results;
+    std::vector<absl::StatusOr<std::vector<AppendResult>>> results;
     results.reserve(batch.size());
     absl::Status commit;
     {
       std::lock_guard<std::mutex> lock(writer_mu_);
       commit = Exec(writer_, "BEGIN IMMEDIATE");
       if (commit.ok()) {
-        for (Pending& p : batch) results.push_back(AppendOne(p.entry));
+        for (Pending& p : batch) results.push_back(AppendGroup(p.entries));
         commit = Exec(writer_, "COMMIT");
         if (!commit.ok()) (void)Exec(writer_, "ROLLBACK");
       }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (!commit.ok()) {
-        batch[i].done(
-            absl::UnavailableError(absl::StrCat("the record was not logged: ", commit.message())));
+        batch[i].done(absl::UnavailableError(
+            absl::StrCat("the record was not logged: ", commit.message())));
       } else {
         batch[i].done(std::move(results[i]));
       }
     }
+  }
+
+  absl::StatusOr<std::vector<AppendResult>> AppendGroup(const std::vector<NewEntry>& entries) {
+    FHIRGW_RETURN_IF_ERROR(Exec(writer_, "SAVEPOINT append_group"));
+    std::vector<AppendResult> results;
+    for (const NewEntry& entry : entries) {
+      absl::StatusOr<AppendResult> result = AppendOne(entry);
+      if (!result.ok()) {
+        (void)Exec(writer_, "ROLLBACK TO append_group");
+        (void)Exec(writer_, "RELEASE append_group");
+        return result.status();
+      }
+      results.push_back(*std::move(result));
+    }
+    FHIRGW_RETURN_IF_ERROR(Exec(writer_, "RELEASE append_group"));
+    return results;
   }
 
   // Inside the batch transaction: dedupe against the newest version, else insert the next one.
@@ -514,6 +671,7 @@ class SqliteStore final : public Store {
           result.duplicate = true;
           result.status = static_cast<v1::TransactionStatus>(latest_.Int(3));
           result.alerts = ParseAlerts(latest_.Text(4));
+          result.sequence = latest_.Int(5);
           return result;
         }
         version = latest_.Int(1) + 1;
@@ -539,6 +697,11 @@ class SqliteStore final : public Store {
         .Bind(14, e.fhir_json)
         .BindBlob(15, SerializeAlerts(e.alerts));
     FHIRGW_RETURN_IF_ERROR(insert_.Run());
+    result.sequence = sqlite3_last_insert_rowid(writer_);
+    for (const std::string& key : e.patient_keys) {
+      link_patient_.Bind(1, key).Bind(2, e.clinic_id).Bind(3, e.patient_id);
+      FHIRGW_RETURN_IF_ERROR(link_patient_.Run());
+    }
     return result;
   }
 
@@ -547,11 +710,12 @@ class SqliteStore final : public Store {
   sqlite3* reader_ = nullptr;
   std::mutex writer_mu_;  // guards writer_ and the statements prepared on it
   std::mutex reader_mu_;  // guards reader_
-  Statement latest_, insert_, claim_, insert_attempt_, complete_;
+  Statement latest_, insert_, claim_, insert_attempt_, complete_, link_patient_, link_ehr_patient_;
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<Pending> queue_;  // guarded by queue_mu_
+  int queued_entries_ = 0;     // guarded by queue_mu_
   bool closed_ = false;        // guarded by queue_mu_
   std::thread committer_;
 };

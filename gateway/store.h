@@ -38,6 +38,9 @@ struct NewEntry {
   std::vector<v1::Alert> alerts;
   std::string principal;
   int64_t received_at_ms = 0;
+  // Keys under which the patient is known, "system|value" (outbound: the clinic's id and the other
+  // identifiers pushed), so that hospital data about the patient can be routed back to the clinic.
+  std::vector<std::string> patient_keys;
 };
 
 struct AppendResult {
@@ -46,6 +49,25 @@ struct AppendResult {
   bool duplicate = false;
   v1::TransactionStatus status = v1::ACCEPTED;
   std::vector<v1::Alert> alerts;  // of the original transaction when duplicate
+  int64_t sequence = 0;           // position in the log (the WatchInbound cursor)
+};
+
+// A clinic that knows a patient, and its id for them.
+struct PatientMatch {
+  std::string clinic_id;
+  std::string clinic_patient_id;
+};
+
+// A patient as the EHR behind a destination knows them (from the ids it assigned on delivery).
+struct EhrPatient {
+  std::string clinic_id;
+  std::string clinic_patient_id;
+  std::string ehr_patient_id;  // the id in Patient/<id>
+};
+
+struct InboundItem {
+  int64_t sequence = 0;
+  v1::Transaction transaction;  // with payload (record and source FHIR)
 };
 
 // One transaction handed to a delivery worker; it stays DELIVERING until CompleteAttempt.
@@ -83,6 +105,28 @@ class Store {
   // resend of the same (clinic_id, record_id, content_hash) as the newest version returns that
   // transaction with duplicate = true and logs nothing; a changed content becomes version N+1.
   virtual void Append(NewEntry entry, AppendCallback done) = 0;
+
+  // Logs every entry of `entries` in one database transaction, or none of them (for FHIR transaction
+  // Bundles). Duplicates are detected per entry as in Append.
+  using AppendAllCallback = std::function<void(absl::StatusOr<std::vector<AppendResult>>)>;
+  virtual void AppendAll(std::vector<NewEntry> entries, AppendAllCallback done) = 0;
+
+  // Returns the clinics that know a patient under any of `keys` ("system|value", or
+  // "<destination>|Patient/<id>" for an id the EHR behind a destination assigned).
+  virtual absl::StatusOr<std::vector<PatientMatch>> FindPatient(
+      const std::vector<std::string>& keys) = 0;
+
+  // Returns the patients whose EHR ids are known at `destination`.
+  virtual absl::StatusOr<std::vector<EhrPatient>> EhrPatients(absl::string_view destination) = 0;
+
+  // Returns up to `limit` inbound transactions of `clinic_id` logged after `after_sequence`, oldest
+  // first.
+  virtual absl::StatusOr<std::vector<InboundItem>> ListInbound(absl::string_view clinic_id,
+                                                               int64_t after_sequence, int limit) = 0;
+
+  // A small durable key-value table for pollers (e.g. the last _lastUpdated seen per search).
+  virtual absl::StatusOr<std::string> GetState(absl::string_view key) = 0;
+  virtual absl::Status SetState(absl::string_view key, absl::string_view value) = 0;
 
   // Returns the transaction with its attempts and EHR resources; payloads (record, FHIR) only when
   // `with_payload`. NotFound for an unknown id.

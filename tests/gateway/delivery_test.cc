@@ -319,9 +319,8 @@ class DeliveryServiceTest : public ::testing::Test {
   std::string Append(NewEntry entry) {
     auto promise = std::make_shared<std::promise<absl::StatusOr<AppendResult>>>();
     std::future<absl::StatusOr<AppendResult>> future = promise->get_future();
-    store_->Append(std::move(entry), [promise](absl::StatusOr<AppendResult> r) {
-      promise->set_value(std::move(r));
-    });
+    store_->Append(std::move(entry),
+                   [promise](absl::StatusOr<AppendResult> r) { promise->set_value(std::move(r)); });
     if (future.wait_for(kWait) != std::future_status::ready) {
       ADD_FAILURE() << "the append callback never ran";
       return "";
@@ -433,12 +432,11 @@ TEST_F(DeliveryServiceTest, AnHttpDestinationIsRetriedUntilItAccepts) {
       return;
     }
     res.status = 200;
-    res.set_content(
-        R"({"resourceType":"Bundle","type":"transaction-response","entry":[)"
-        R"({"response":{"status":"201 Created","location":"Patient/123/_history/1"}},)"
-        R"({"response":{"status":"201 Created",)"
-        R"("location":"QuestionnaireResponse/456/_history/2"}}]})",
-        "application/fhir+json");
+    res.set_content(R"({"resourceType":"Bundle","type":"transaction-response","entry":[)"
+                    R"({"response":{"status":"201 Created","location":"Patient/123/_history/1"}},)"
+                    R"({"response":{"status":"201 Created",)"
+                    R"("location":"QuestionnaireResponse/456/_history/2"}}]})",
+                    "application/fhir+json");
   });
   server.Start();
   AddDestination("ehr", server.Url("/fhir"));

@@ -151,8 +151,8 @@ NewEntry MakeEntry(absl::string_view clinic, absl::string_view record_id, absl::
   record.set_clinic_id(e.clinic_id);
   record.mutable_patient()->set_clinic_patient_id(e.patient_id);
   e.record = record.SerializeAsString();
-  e.fhir_json = absl::StrCat(R"({"resourceType":"Bundle","type":"transaction","id":")", content,
-                             R"("})");
+  e.fhir_json =
+      absl::StrCat(R"({"resourceType":"Bundle","type":"transaction","id":")", content, R"("})");
   e.principal = "token:lakeside";
   e.received_at_ms = received_at_ms;
   return e;
@@ -196,7 +196,9 @@ AttemptResult MakeAttempt(const DeliveryTask& task, v1::TransactionStatus status
   return result;
 }
 
-int64_t Ms(const google::protobuf::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1000000; }
+int64_t Ms(const google::protobuf::Timestamp& t) {
+  return t.seconds() * 1000 + t.nanos() / 1000000;
+}
 
 class SqliteStoreTest : public ::testing::Test {
  protected:
@@ -207,8 +209,11 @@ class SqliteStoreTest : public ::testing::Test {
     Open();
   }
 
-  void Open(SqliteOptions options = {}) {
+  void Open(int max_batch = SqliteOptions().max_batch, int max_batch_delay_us = 0) {
+    SqliteOptions options;
     options.path = db_path_;
+    options.max_batch = max_batch;
+    options.max_batch_delay_us = max_batch_delay_us;
     absl::StatusOr<std::unique_ptr<Store>> store = OpenSqliteStore(options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
@@ -435,7 +440,7 @@ TEST_F(SqliteStoreTest, GroupCommitMakesABurstOfAppendsShareCommits) {
   constexpr int kBatch = 50;
   store_.reset();
   // A long delay makes every batch wait until it is full: 800 appends are exactly 16 commits.
-  Open({.max_batch = kBatch, .max_batch_delay_us = 20'000'000});
+  Open(kBatch, /*max_batch_delay_us=*/20'000'000);
   RawDb db(db_path_);
 
   std::mutex mu;
@@ -475,7 +480,7 @@ TEST_F(SqliteStoreTest, GroupCommitMakesABurstOfAppendsShareCommits) {
 TEST_F(SqliteStoreTest, CloseCommitsWhatIsQueued) {
   store_.reset();
   // Without Close the batch would wait a minute for more appends.
-  Open({.max_batch = 256, .max_batch_delay_us = 60'000'000});
+  Open(256, /*max_batch_delay_us=*/60'000'000);
   std::vector<std::future<absl::StatusOr<AppendResult>>> futures;
   for (int i = 0; i < 3; ++i) {
     auto promise = std::make_shared<std::promise<absl::StatusOr<AppendResult>>>();

@@ -113,8 +113,8 @@ std::unique_ptr<FhirServer> FhirServer::Start(std::string* error) {
   }
   server->log_path_ = server->dir_ + "/fhir_server.log";
   SubprocessOptions options;
-  options.argv = WithStderrTo(server->log_path_,
-                              {NODE_EXECUTABLE, "tests/node/fhir_server.mjs", "--port=0"});
+  options.argv =
+      WithStderrTo(server->log_path_, {NODE_EXECUTABLE, "tests/node/fhir_server.mjs", "--port=0"});
   options.working_dir = FHIRGW_SOURCE_DIR;
   server->process_ = Subprocess::Start(options, error);
   if (server->process_ == nullptr) return nullptr;
@@ -124,8 +124,8 @@ std::unique_ptr<FhirServer> FhirServer::Start(std::string* error) {
       },
       kStartTimeout);
   if (!up) {
-    *error = "the FHIR test server did not start\n" + server->process_->Describe() +
-             "log:\n" + server->Log();
+    *error = "the FHIR test server did not start\n" + server->process_->Describe() + "log:\n" +
+             server->Log();
     return nullptr;
   }
   server->host_port_ = LineAfter(server->process_->out(), "listening on ");
@@ -165,8 +165,7 @@ int FhirServer::Count(const std::string& type, const std::string& identifier) {
   HttpAnswer answer =
       AnswerOf(ClientFor(host_port_)->Get("/$admin/count", params, httplib::Headers()));
   rapidjson::Document doc = ParseJson(answer.body);
-  if (answer.status != 200 || !doc.IsObject() || !doc.HasMember("count") ||
-      !doc["count"].IsInt()) {
+  if (answer.status != 200 || !doc.IsObject() || !doc.HasMember("count") || !doc["count"].IsInt()) {
     ADD_FAILURE() << "GET /$admin/count " << type << " " << identifier << ": " << answer.status
                   << " " << answer.body;
     return -1;
@@ -201,8 +200,7 @@ std::optional<std::vector<std::string>> FhirServer::VersionIds(const std::string
 int FhirServer::CountAll(const std::string& type) {
   HttpAnswer answer = HttpGet(host_port_, "/$admin/count?type=" + type);
   rapidjson::Document doc = ParseJson(answer.body);
-  if (answer.status != 200 || !doc.IsObject() || !doc.HasMember("count") ||
-      !doc["count"].IsInt()) {
+  if (answer.status != 200 || !doc.IsObject() || !doc.HasMember("count") || !doc["count"].IsInt()) {
     ADD_FAILURE() << "GET /$admin/count?type=" << type << ": " << answer.status << " "
                   << answer.body;
     return -1;
@@ -245,8 +243,8 @@ std::string GatewayConfigText(const GatewaySettings& s) {
        << "  request_timeout_ms: 15000\n"
        << "  concurrency: " << s.concurrency << "\n"
        << "  retry { max_attempts: " << s.max_attempts
-       << " initial_backoff_ms: " << s.initial_backoff_ms
-       << " max_backoff_ms: " << s.max_backoff_ms << " }\n"
+       << " initial_backoff_ms: " << s.initial_backoff_ms << " max_backoff_ms: " << s.max_backoff_ms
+       << " }\n"
        << "}\n"
        << "default_destination: \"ehr\"\n"
        << "delivery { poll_interval_ms: " << s.poll_interval_ms << " }\n";
@@ -336,8 +334,8 @@ bool Gateway::WaitForTransaction(const std::string& transaction_id,
 bool Gateway::WaitForStatus(const std::string& transaction_id, v1::TransactionStatus status,
                             milliseconds timeout, v1::Transaction* last) {
   return WaitForTransaction(
-      transaction_id, [status](const v1::Transaction& t) { return t.status() == status; },
-      timeout, last);
+      transaction_id, [status](const v1::Transaction& t) { return t.status() == status; }, timeout,
+      last);
 }
 
 std::optional<double> Gateway::Metric(const std::string& series) const {
@@ -371,7 +369,8 @@ RecordFactory::RecordFactory(std::string* error) {
     const std::string json = ReadExample(file, error);
     absl::StatusOr<v1::ClinicRecord> record = mappers::ParseRecordJson(json);
     if (!record.ok()) {
-      if (error->empty()) *error = std::string(file) + ": " + std::string(record.status().message());
+      if (error->empty())
+        *error = std::string(file) + ": " + std::string(record.status().message());
       continue;
     }
     examples_[kind] = *std::move(record);
@@ -422,9 +421,7 @@ std::string PatientIdentifierOf(const v1::ClinicRecord& record) {
   return "urn:fhirgw:" + record.clinic_id() + ":patient|" + record.patient().clinic_patient_id();
 }
 
-std::string StatusName(v1::TransactionStatus status) {
-  return v1::TransactionStatus_Name(status);
-}
+std::string StatusName(v1::TransactionStatus status) { return v1::TransactionStatus_Name(status); }
 
 std::string DescribeAttempts(const v1::Transaction& transaction) {
   std::string text;
