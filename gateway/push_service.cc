@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gateway/log.h"
+#include "gateway/watch_inbound.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "mappers/registry.h"
@@ -204,12 +205,18 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
 
 ClinicGatewayService::ClinicGatewayService(PushProcessor& processor, Store& store,
                                            const Routing& routing, DeliveryService& delivery,
-                                           DeliveryWaiters& waiters)
+                                           DeliveryWaiters& waiters, InboundHub& hub)
     : processor_(processor),
       store_(store),
       routing_(routing),
       delivery_(delivery),
-      waiters_(waiters) {}
+      waiters_(waiters),
+      hub_(hub) {}
+
+grpc::ServerWriteReactor<v1::InboundEvent>* ClinicGatewayService::WatchInbound(
+    grpc::CallbackServerContext* context, const v1::WatchInboundRequest* request) {
+  return StartWatchInbound(store_, hub_, *request);
+}
 
 grpc::ServerUnaryReactor* ClinicGatewayService::Push(grpc::CallbackServerContext* context,
                                                      const v1::PushRequest* request,

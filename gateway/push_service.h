@@ -1,5 +1,4 @@
-// The ClinicGateway gRPC service: Push, PushStream, Translate, GetTransaction, Replay (WatchInbound
-// arrives with the inbound issue).
+// The ClinicGateway gRPC service: Push, PushStream, Translate, GetTransaction, WatchInbound, Replay.
 //
 // A push is validated, mapped and routed on the gRPC thread, then handed to the store's group
 // commit; the answer goes out from the commit thread once the record is durable. No thread waits
@@ -20,6 +19,7 @@
 #include "fhirgw/v1/gateway.grpc.pb.h"
 #include "gateway/config.h"
 #include "gateway/delivery.h"
+#include "gateway/inbound_hub.h"
 #include "gateway/metrics.h"
 #include "gateway/store.h"
 
@@ -77,7 +77,7 @@ class PushProcessor {
 class ClinicGatewayService final : public v1::ClinicGateway::CallbackService {
  public:
   ClinicGatewayService(PushProcessor& processor, Store& store, const Routing& routing,
-                       DeliveryService& delivery, DeliveryWaiters& waiters);
+                       DeliveryService& delivery, DeliveryWaiters& waiters, InboundHub& hub);
 
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
                                  const v1::PushRequest* request,
@@ -90,6 +90,8 @@ class ClinicGatewayService final : public v1::ClinicGateway::CallbackService {
   grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext* context,
                                            const v1::GetTransactionRequest* request,
                                            v1::Transaction* response) override;
+  grpc::ServerWriteReactor<v1::InboundEvent>* WatchInbound(
+      grpc::CallbackServerContext* context, const v1::WatchInboundRequest* request) override;
   grpc::ServerUnaryReactor* Replay(grpc::CallbackServerContext* context,
                                    const v1::ReplayRequest* request,
                                    v1::ReplayResponse* response) override;
@@ -100,6 +102,7 @@ class ClinicGatewayService final : public v1::ClinicGateway::CallbackService {
   const Routing& routing_;
   DeliveryService& delivery_;
   DeliveryWaiters& waiters_;
+  InboundHub& hub_;
 };
 
 }  // namespace fhirgw::gateway

@@ -7,6 +7,7 @@
 #include "gateway/config.h"
 #include "gateway/delivery.h"
 #include "gateway/http_server.h"
+#include "gateway/inbound_hub.h"
 #include "gateway/log.h"
 #include "gateway/metrics.h"
 #include "gateway/push_service.h"
@@ -63,7 +64,7 @@ class GatewayServerImpl final : public GatewayServer {
 
     processor_ = std::make_unique<PushProcessor>(*store_, routing_, *delivery_, metrics_);
     service_ = std::make_unique<ClinicGatewayService>(*processor_, *store_, routing_, *delivery_,
-                                                      waiters_);
+                                                      waiters_, hub_);
 
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -104,6 +105,7 @@ class GatewayServerImpl final : public GatewayServer {
     // 1. Pushes waiting for delivery answer now with their current status (they are durable), then
     //    stop accepting; in-flight pushes finish (their appends are already queued).
     waiters_.Shutdown();
+    hub_.CloseAll();
     if (grpc_server_) grpc_server_->Shutdown(deadline);
     // 2. Commit what is queued and stop the commit thread.
     if (store_) store_->Close();
@@ -118,6 +120,7 @@ class GatewayServerImpl final : public GatewayServer {
   Routing routing_;
   MetricsRegistry metrics_;
   DeliveryWaiters waiters_;
+  InboundHub hub_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<DeliveryService> delivery_;
   std::unique_ptr<PushProcessor> processor_;

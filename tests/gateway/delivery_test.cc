@@ -3,7 +3,11 @@
 // (a cpp-httplib server on a free loopback port).
 #include "gateway/delivery.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -284,8 +288,11 @@ class DeliveryServiceTest : public ::testing::Test {
     config_.mutable_delivery()->set_poll_interval_ms(20);
   }
 
+  // The service goes first: its clients hold kept-alive connections that the test server would
+  // otherwise wait out when stopping.
   void TearDown() override {
-    if (service_) service_->Stop();
+    service_.reset();
+    server_.reset();
   }
 
   v1::Destination& AddDestination(absl::string_view name, std::string base_url) {
@@ -362,6 +369,7 @@ class DeliveryServiceTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::unique_ptr<TestServer> server_;
   std::unique_ptr<Store> store_;
   v1::GatewayConfig config_;
   MetricsRegistry metrics_;
@@ -415,7 +423,8 @@ TEST_F(DeliveryServiceTest, AFileDestinationAppendsOneNdjsonLinePerTransaction) 
 }
 
 TEST_F(DeliveryServiceTest, AnHttpDestinationIsRetriedUntilItAccepts) {
-  TestServer server;
+  server_ = std::make_unique<TestServer>();
+  TestServer& server = *server_;
   std::atomic<int> posts{0};
   std::mutex seen_mu;
   std::vector<std::string> seen_bodies;
@@ -486,7 +495,8 @@ TEST_F(DeliveryServiceTest, AnHttpDestinationIsRetriedUntilItAccepts) {
 }
 
 TEST_F(DeliveryServiceTest, AnOperationOutcomeRejectsTheTransaction) {
-  TestServer server;
+  server_ = std::make_unique<TestServer>();
+  TestServer& server = *server_;
   std::atomic<int> posts{0};
   server.server().Post("/fhir", [&](const httplib::Request&, httplib::Response& res) {
     ++posts;
@@ -518,9 +528,17 @@ TEST_F(DeliveryServiceTest, AnUnreachableDestinationEndsInTheDeadLetters) {
   // Bind a port and give it up, so that nothing listens there.
   int port = 0;
   {
-    httplib::Server probe;
-    port = probe.bind_to_any_port("127.0.0.1");
-    ASSERT_GT(port, 0);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+    ::close(fd);
+    ASSERT_TRUE(bound);
+    port = ntohs(addr.sin_port);
   }
   v1::Destination& d = AddDestination("ehr", absl::StrCat("http://127.0.0.1:", port, "/fhir"));
   d.mutable_retry()->set_max_attempts(2);

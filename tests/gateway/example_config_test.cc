@@ -1,4 +1,5 @@
-// The sample configuration shipped in deploy/ must parse, pass validation and mean what the README says.
+// The sample configuration shipped in deploy/ must parse, pass validation and mean what the README
+// says.
 #include <fstream>
 #include <sstream>
 

@@ -55,6 +55,7 @@ MATCHER_P2(StatusIs, code, message_matcher,
                      << status.message();
     return false;
   }
+  *result_listener << "whose message is \"" << status.message() << "\"";
   return ::testing::ExplainMatchResult(message_matcher, std::string(status.message()),
                                        result_listener);
 }
