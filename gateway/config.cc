@@ -91,7 +91,8 @@ void ApplyDefaults(v1::GatewayConfig& config) {
 absl::Status SplitHostPort(absl::string_view address, absl::string_view field, std::string& host,
                            int& port) {
   const size_t colon = address.rfind(':');
-  if (colon == absl::string_view::npos || colon == 0 ||
+  const bool blank = address.find_first_of(" \t\r\n") != absl::string_view::npos;
+  if (colon == absl::string_view::npos || colon == 0 || blank ||
       !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": '", address, "' is not HOST:PORT (port 0..65535)"));
@@ -162,10 +163,24 @@ absl::Status ValidateConfig(const v1::GatewayConfig& config) {
     if (r.jitter() < 0 || r.jitter() >= 1) {
       errors.push_back(absl::StrCat(path, ".retry.jitter: must be in 0..1"));
     }
+    if (d.connect_timeout_ms() < 0 || d.request_timeout_ms() < 0) {
+      errors.push_back(
+          absl::StrCat(path, ".connect_timeout_ms/request_timeout_ms: must not be negative"));
+    }
+    if (r.initial_backoff_ms() < 0 || r.max_backoff_ms() < 0 || r.max_age_ms() < 0) {
+      errors.push_back(absl::StrCat(path, ".retry: backoffs and max_age_ms must not be negative"));
+    }
     if (d.concurrency() < 0 || d.concurrency() > 64) {
       errors.push_back(absl::StrCat(path, ".concurrency: must be 1..64"));
     }
   }
+  if (config.store().max_batch() < 1 || config.store().max_batch() > 100000) {
+    errors.push_back("store.max_batch: must be 1..100000");
+  }
+  if (config.store().max_batch_delay_us() < 0 || config.store().max_batch_delay_us() > 1000000) {
+    errors.push_back("store.max_batch_delay_us: must be 0..1000000");
+  }
+  if (config.drain_timeout_ms() < 0) errors.push_back("drain_timeout_ms: must not be negative");
   for (int i = 0; i < config.routes_size(); ++i) {
     const v1::RoutingRule& r = config.routes(i);
     if (r.clinic_id().empty()) {

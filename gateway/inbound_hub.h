@@ -18,8 +18,8 @@ namespace fhirgw::gateway {
 
 class InboundHub {
  public:
-  // `notify` (new data) and `close` (the gateway is draining: end the stream) must be quick and must
-  // not call back into the hub.
+  // `notify` (new data) and `close` (the gateway is draining: end the stream) must be quick and
+  // must not call back into the hub.
   int Subscribe(absl::string_view clinic_id, std::function<void()> notify,
                 std::function<void()> close);
   void Unsubscribe(int id);
@@ -34,7 +34,7 @@ class InboundHub {
     std::function<void()> close;
   };
   std::mutex mu_;
-  int next_id_ = 1;                       // guarded by mu_
+  int next_id_ = 1;                        // guarded by mu_
   std::map<int, Subscriber> subscribers_;  // guarded by mu_
 };
 

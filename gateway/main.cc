@@ -30,6 +30,9 @@ ABSL_FLAG(int, timeout_ms, 10000, "push: deadline of each push");
 ABSL_FLAG(bool, item_observations, false,
           "translate: also write one Observation per questionnaire item (hasMember of the total)");
 ABSL_FLAG(bool, compact, false, "translate: print a single Bundle on one line");
+ABSL_FLAG(bool, reverse, false,
+          "translate: map FHIR R4 JSON (a resource, a Bundle, or NDJSON) to clinic records, one "
+          "protobuf-JSON record a line");
 
 namespace {
 
@@ -44,6 +47,9 @@ constexpr char kUsage[] =
     "  translate FILE|-   map clinic records (protobuf JSON, or NDJSON one a line) to FHIR R4\n"
     "                     transaction Bundles on stdout; problems on stderr as 'path: message'.\n"
     "                     Exit status 0 ok, 1 unreadable input, 2 invalid record(s).\n"
+    "                     With --reverse: FHIR R4 JSON (a resource, a Bundle, or NDJSON) to\n"
+    "                     clinic records, one protobuf-JSON record a line; exit status 2 when\n"
+    "                     nothing could be mapped.\n"
     "  version            print the version\n"
     "\n"
     "Run 'fhirgw --help' for every flag.";
@@ -87,6 +93,7 @@ int main(int argc, char** argv) {
     fhirgw::gateway::TranslateOptions options;
     options.item_observations = absl::GetFlag(FLAGS_item_observations);
     options.compact = absl::GetFlag(FLAGS_compact);
+    options.reverse = absl::GetFlag(FLAGS_reverse);
     return fhirgw::gateway::RunTranslate(args[1], options, stdin, stdout, stderr);
   }
   if (command == "version") {

@@ -10,24 +10,7 @@
 #include "mappers/registry.h"
 
 namespace fhirgw::gateway {
-namespace {
-
-v1::RecordKind KindOf(const v1::ClinicRecord& record) {
-  switch (record.body_case()) {
-    case v1::ClinicRecord::kInfusion:
-      return v1::INFUSION;
-    case v1::ClinicRecord::kMedicationStatement:
-      return v1::MEDICATION_STATEMENT;
-    case v1::ClinicRecord::kQuestionnaire:
-      return v1::QUESTIONNAIRE;
-    case v1::ClinicRecord::kEncounter:
-      return v1::ENCOUNTER;
-    case v1::ClinicRecord::kPatientRecord:
-      return v1::PATIENT;
-    default:
-      return v1::RECORD_KIND_UNSPECIFIED;
-  }
-}
+namespace {}  // namespace
 
 std::string DeterministicBytes(const v1::ClinicRecord& record) {
   std::string bytes;
@@ -39,6 +22,8 @@ std::string DeterministicBytes(const v1::ClinicRecord& record) {
   }
   return bytes;
 }
+
+namespace {
 
 // Until the security issue adds credentials, every caller is the development principal.
 constexpr char kDevPrincipal[] = "dev";
@@ -160,7 +145,7 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
   entry.patient_id = record.patient().clinic_patient_id();
   entry.record = DeterministicBytes(record);
   entry.content_hash = Sha256(entry.record);
-  entry.kind = KindOf(record);
+  entry.kind = mappers::RecordKindOf(record);
   entry.direction = v1::CLINIC_TO_EHR;
   entry.destination = routing_.DestinationFor(record.clinic_id());
   entry.fhir_json = mapped->bundle.Write(fhir::JsonStyle::kCompact);

@@ -1,4 +1,5 @@
-// The ClinicGateway gRPC service: Push, PushStream, Translate, GetTransaction, WatchInbound, Replay.
+// The ClinicGateway gRPC service: Push, PushStream, Translate, GetTransaction, WatchInbound,
+// Replay.
 //
 // A push is validated, mapped and routed on the gRPC thread, then handed to the store's group
 // commit; the answer goes out from the commit thread once the record is durable. No thread waits
@@ -55,6 +56,9 @@ class DeliveryWaiters {
 };
 
 bool IsFinalStatus(v1::TransactionStatus status);
+
+// Serializes `record` deterministically (the input of the content hash that detects resends).
+std::string DeterministicBytes(const v1::ClinicRecord& record);
 
 // Validates, maps, routes and logs one record; shared by Push and PushStream.
 class PushProcessor {

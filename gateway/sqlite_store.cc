@@ -199,7 +199,8 @@ google::protobuf::Timestamp ToTimestamp(int64_t ms) {
 // The columns RowToTransaction reads, in order.
 constexpr char kTransactionColumns[] =
     "id, clinic_id, record_id, version, kind, direction, status, destination, patient_id, "
-    "principal, received_at_ms, updated_at_ms, next_attempt_at_ms, alerts, resources, record, fhir, "
+    "principal, received_at_ms, updated_at_ms, next_attempt_at_ms, alerts, resources, record, "
+    "fhir, "
     "seq";
 
 v1::Transaction RowToTransaction(const Statement& row, bool with_payload) {
@@ -286,8 +287,9 @@ class SqliteStore final : public Store {
         "next_attempt_at_ms = ?3, updated_at_ms = ?4, "
         "resources = CASE WHEN length(?5) > 0 THEN ?5 ELSE resources END WHERE id = ?1"));
     FHIRGW_RETURN_IF_ERROR(link_patient_.Prepare(
-        writer_, "INSERT OR IGNORE INTO patient_keys (key, clinic_id, clinic_patient_id) "
-                 "VALUES (?1, ?2, ?3)"));
+        writer_,
+        "INSERT OR IGNORE INTO patient_keys (key, clinic_id, clinic_patient_id) "
+        "VALUES (?1, ?2, ?3)"));
     FHIRGW_RETURN_IF_ERROR(link_ehr_patient_.Prepare(
         writer_,
         "INSERT OR IGNORE INTO patient_keys (key, clinic_id, clinic_patient_id) "
@@ -333,8 +335,8 @@ class SqliteStore final : public Store {
         PatientMatch match{select.Text(0), select.Text(1)};
         bool seen = false;
         for (const PatientMatch& m : matches) {
-          seen = seen || (m.clinic_id == match.clinic_id &&
-                          m.clinic_patient_id == match.clinic_patient_id);
+          seen = seen ||
+                 (m.clinic_id == match.clinic_id && m.clinic_patient_id == match.clinic_patient_id);
         }
         if (!seen) matches.push_back(std::move(match));
       }
@@ -346,10 +348,10 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<EhrPatient>> EhrPatients(absl::string_view destination) override {
     std::lock_guard<std::mutex> lock(reader_mu_);
     Statement select;
-    FHIRGW_RETURN_IF_ERROR(select.Prepare(
-        reader_,
-        "SELECT key, clinic_id, clinic_patient_id FROM patient_keys "
-        "WHERE key >= ?1 AND key < ?2 ORDER BY clinic_id, clinic_patient_id"));
+    FHIRGW_RETURN_IF_ERROR(
+        select.Prepare(reader_,
+                       "SELECT key, clinic_id, clinic_patient_id FROM patient_keys "
+                       "WHERE key >= ?1 AND key < ?2 ORDER BY clinic_id, clinic_patient_id"));
     const std::string prefix = absl::StrCat(destination, "|Patient/");
     select.Bind(1, prefix).Bind(2, absl::StrCat(destination, "|Patient0"));
     std::vector<EhrPatient> patients;
@@ -362,8 +364,7 @@ class SqliteStore final : public Store {
   }
 
   absl::StatusOr<std::vector<InboundItem>> ListInbound(absl::string_view clinic_id,
-                                                       int64_t after_sequence,
-                                                       int limit) override {
+                                                       int64_t after_sequence, int limit) override {
     std::lock_guard<std::mutex> lock(reader_mu_);
     Statement select;
     FHIRGW_RETURN_IF_ERROR(select.Prepare(
@@ -393,9 +394,10 @@ class SqliteStore final : public Store {
   absl::Status SetState(absl::string_view key, absl::string_view value) override {
     std::lock_guard<std::mutex> lock(writer_mu_);
     Statement upsert;
-    FHIRGW_RETURN_IF_ERROR(upsert.Prepare(
-        writer_, "INSERT INTO state (key, value) VALUES (?1, ?2) "
-                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value"));
+    FHIRGW_RETURN_IF_ERROR(
+        upsert.Prepare(writer_,
+                       "INSERT INTO state (key, value) VALUES (?1, ?2) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value"));
     upsert.Bind(1, key).Bind(2, value);
     return upsert.Run();
   }
@@ -488,7 +490,7 @@ class SqliteStore final : public Store {
     Statement select;
     FHIRGW_RETURN_IF_ERROR(select.Prepare(reader_,
                                           "SELECT min(next_attempt_at_ms) FROM transactions "
-                                          "WHERE destination = ?1 AND status IN (1, 4)"));
+                                          "WHERE destination = ?1 AND status = 4"));
     select.Bind(1, destination);
     FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
     if (!row || select.IsNull(0)) return std::nullopt;
@@ -501,7 +503,7 @@ class SqliteStore final : public Store {
     FHIRGW_RETURN_IF_ERROR(
         update.Prepare(writer_,
                        "UPDATE transactions SET status = 4, next_attempt_at_ms = ?1, "
-                       "updated_at_ms = ?1 WHERE status = 2"));
+                       "updated_at_ms = ?1, attempt_count = attempt_count + 1 WHERE status = 2"));
     update.Bind(1, now_ms);
     FHIRGW_RETURN_IF_ERROR(update.Run());
     return sqlite3_changes(writer_);
@@ -632,8 +634,8 @@ class SqliteStore final : public Store {
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (!commit.ok()) {
-        batch[i].done(absl::UnavailableError(
-            absl::StrCat("the record was not logged: ", commit.message())));
+        batch[i].done(
+            absl::UnavailableError(absl::StrCat("the record was not logged: ", commit.message())));
       } else {
         batch[i].done(std::move(results[i]));
       }

@@ -106,8 +106,8 @@ class Store {
   // transaction with duplicate = true and logs nothing; a changed content becomes version N+1.
   virtual void Append(NewEntry entry, AppendCallback done) = 0;
 
-  // Logs every entry of `entries` in one database transaction, or none of them (for FHIR transaction
-  // Bundles). Duplicates are detected per entry as in Append.
+  // Logs every entry of `entries` in one database transaction, or none of them (for FHIR
+  // transaction Bundles). Duplicates are detected per entry as in Append.
   using AppendAllCallback = std::function<void(absl::StatusOr<std::vector<AppendResult>>)>;
   virtual void AppendAll(std::vector<NewEntry> entries, AppendAllCallback done) = 0;
 
@@ -122,7 +122,8 @@ class Store {
   // Returns up to `limit` inbound transactions of `clinic_id` logged after `after_sequence`, oldest
   // first.
   virtual absl::StatusOr<std::vector<InboundItem>> ListInbound(absl::string_view clinic_id,
-                                                               int64_t after_sequence, int limit) = 0;
+                                                               int64_t after_sequence,
+                                                               int limit) = 0;
 
   // A small durable key-value table for pollers (e.g. the last _lastUpdated seen per search).
   virtual absl::StatusOr<std::string> GetState(absl::string_view key) = 0;
@@ -147,7 +148,9 @@ class Store {
   virtual absl::StatusOr<std::optional<int64_t>> NextDueAt(absl::string_view destination) = 0;
 
   // After a crash, transactions left DELIVERING may or may not have reached the EHR; conditional
-  // writes make a resend safe, so they become RETRYING, due at once. Returns how many.
+  // writes make a resend safe, so they become RETRYING, due at once. The lost attempt keeps its
+  // number (and counts against the retry budget), so attempt numbers are never reused. Returns how
+  // many.
   virtual absl::StatusOr<int> RecoverInFlight(int64_t now_ms) = 0;
 
   // Puts DEAD_LETTER transactions back in the queue: the given ids, or all of `clinic_id` (all

@@ -3,11 +3,13 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gateway/record_input.h"
 #include "mappers/record_json.h"
 #include "mappers/registry.h"
+#include "mappers/reverse.h"
 
 namespace fhirgw::gateway {
 namespace {
@@ -60,10 +62,54 @@ class Translator {
   std::string buffer_;
 };
 
+// FHIR R4 -> clinic records (translate --reverse).
+int RunReverseTranslate(const std::string& path, std::FILE* in, std::FILE* out, std::FILE* err) {
+  // Offline the tenant is unknown: fhirgw's default identifier systems of any tenant are
+  // recognised (see ReverseContext), and the records carry no clinic_id.
+  const mappers::ReverseContext context;
+  int mapped = 0;
+  std::string text;
+  absl::Status read = ForEachRecordText(path, in, [&](absl::string_view json, int line) {
+    const std::string prefix = line == 0 ? "" : absl::StrCat("line ", line, ": ");
+    fhir::IssueList issues;
+    absl::StatusOr<std::vector<mappers::ReverseRecord>> records =
+        mappers::MapFromFhir(json, context, issues);
+    text.clear();
+    for (const fhir::Issue& issue : issues) {
+      absl::StrAppend(&text, prefix, fhir::FormatIssues({issue}));
+    }
+    if (!records.ok() && issues.empty()) {
+      absl::StrAppend(&text, prefix, records.status().message(), "\n");
+    }
+    std::fputs(text.c_str(), err);
+    if (!records.ok()) return;
+    text.clear();
+    for (const mappers::ReverseRecord& record : *records) {
+      absl::StrAppend(&text, mappers::RecordToJson(record.record), "\n");
+    }
+    std::fwrite(text.data(), 1, text.size(), out);
+    mapped += static_cast<int>(records->size());
+  });
+  if (std::fflush(out) != 0 || std::ferror(out)) {
+    std::fprintf(err, "fhirgw translate: cannot write the output: %s\n", std::strerror(errno));
+    return kExitFailure;
+  }
+  if (!read.ok()) {
+    std::fprintf(err, "fhirgw translate: %s\n", std::string(read.message()).c_str());
+    if (!absl::IsInvalidArgument(read)) return kExitFailure;
+  }
+  if (mapped == 0) {
+    std::fprintf(err, "fhirgw translate: nothing could be mapped to a clinic record\n");
+    return kExitInvalid;
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunTranslate(const std::string& path, const TranslateOptions& options, std::FILE* in,
                  std::FILE* out, std::FILE* err) {
+  if (options.reverse) return RunReverseTranslate(path, in, out, err);
   Translator translator(options, out, err);
   int failed = 0;
   int translated = 0;

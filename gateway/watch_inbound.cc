@@ -93,7 +93,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::InboundEvent> {
     StartWrite(&current_);
   }
 
-  // Ends the stream. A write in flight completes first (gRPC requires it): OnWriteDone finishes then.
+  // Ends the stream. A write in flight completes first (gRPC requires it): OnWriteDone finishes
+  // then.
   void FinishLocked(const grpc::Status& status) {
     if (finished_) return;
     if (writing_) {
@@ -110,7 +111,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::InboundEvent> {
   const std::string clinic_id_;
   int subscription_ = 0;
   std::mutex mu_;
-  int64_t cursor_;                     // guarded by mu_: the last sequence queued
+  int64_t cursor_;                      // guarded by mu_: the last sequence queued
   std::deque<v1::InboundEvent> queue_;  // guarded by mu_
   v1::InboundEvent current_;
   bool writing_ = false;   // guarded by mu_

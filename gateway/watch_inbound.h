@@ -1,8 +1,8 @@
 // ClinicGateway.WatchInbound: a server stream of the hospital data logged for one clinic.
 //
-// Events come in log order, each with its cursor (the log sequence). A client that reconnects with the
-// last cursor it saw continues exactly after it: no gaps, no duplicates, whichever gateway it reaches.
-// A stream only ever carries the requested clinic's records.
+// Events come in log order, each with its cursor (the log sequence). A client that reconnects with
+// the last cursor it saw continues exactly after it: no gaps, no duplicates, whichever gateway it
+// reaches. A stream only ever carries the requested clinic's records.
 #ifndef FHIRGW_GATEWAY_WATCH_INBOUND_H_
 #define FHIRGW_GATEWAY_WATCH_INBOUND_H_
 
@@ -14,8 +14,8 @@ namespace fhirgw::gateway {
 
 // Starts the stream for `request`; the reactor deletes itself when done. Errors (bad cursor, no
 // clinic) finish the stream at once with INVALID_ARGUMENT.
-grpc::ServerWriteReactor<v1::InboundEvent>* StartWatchInbound(Store& store, InboundHub& hub,
-                                                              const v1::WatchInboundRequest& request);
+grpc::ServerWriteReactor<v1::InboundEvent>* StartWatchInbound(
+    Store& store, InboundHub& hub, const v1::WatchInboundRequest& request);
 
 }  // namespace fhirgw::gateway
 

@@ -62,3 +62,25 @@ const char* KindName(v1::ClinicRecord::BodyCase body) {
 }
 
 }  // namespace fhirgw::mappers
+
+namespace fhirgw::mappers {
+
+v1::RecordKind RecordKindOf(const v1::ClinicRecord& record) {
+  switch (record.body_case()) {
+    case v1::ClinicRecord::kInfusion:
+      return v1::INFUSION;
+    case v1::ClinicRecord::kMedicationStatement:
+      return v1::MEDICATION_STATEMENT;
+    case v1::ClinicRecord::kQuestionnaire:
+      return v1::QUESTIONNAIRE;
+    case v1::ClinicRecord::kEncounter:
+      return v1::ENCOUNTER;
+    case v1::ClinicRecord::kPatientRecord:
+      return v1::PATIENT;
+    case v1::ClinicRecord::BODY_NOT_SET:
+      break;
+  }
+  return v1::RECORD_KIND_UNSPECIFIED;
+}
+
+}  // namespace fhirgw::mappers

@@ -24,6 +24,9 @@ absl::StatusOr<MapOutput> MapToFhir(const v1::ClinicRecord& record, const MapCon
 // The record kind as a short lowercase name ("infusion", ...), for metrics and logs.
 const char* KindName(v1::ClinicRecord::BodyCase body);
 
+// The record kind of the log and the audit API.
+v1::RecordKind RecordKindOf(const v1::ClinicRecord& record);
+
 }  // namespace fhirgw::mappers
 
 #endif  // FHIRGW_MAPPERS_REGISTRY_H_
