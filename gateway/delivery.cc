@@ -180,10 +180,7 @@ absl::Status DeliveryService::AddDestination(const v1::Destination& d) {
         destination->senders.push_back(std::make_unique<FileSender>(sink));
       }
     } else {
-      std::shared_ptr<TokenSource> tokens;
-      if (d.auth().has_oauth2()) {
-        FHIRGW_ASSIGN_OR_RETURN(tokens, TokenSource::Create(d.auth().oauth2()));
-      }
+      FHIRGW_ASSIGN_OR_RETURN(std::shared_ptr<TokenSource> tokens, TokenSourceForDestination(d));
       for (int i = 0; i < d.concurrency(); ++i) {
         FHIRGW_ASSIGN_OR_RETURN(std::unique_ptr<FhirClient> client, FhirClient::Create(d, tokens));
         destination->senders.push_back(std::make_unique<FhirSender>(std::move(client)));

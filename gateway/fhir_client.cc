@@ -239,23 +239,25 @@ HttpResult HttpConnection::Perform(absl::string_view method, const std::string& 
                                    int connect_timeout_ms, int timeout_ms) {
   HttpResult result;
   Response response{&result.body, ""};
-  std::unique_ptr<curl_slist, CurlSlistDeleter> header_list;
+  curl_slist* list = nullptr;
   for (const std::string& header : headers) {
-    curl_slist* appended = curl_slist_append(header_list.get(), header.c_str());
+    curl_slist* appended = curl_slist_append(list, header.c_str());
     if (appended == nullptr) {
+      curl_slist_free_all(list);
       result.error = "out of memory building the request headers";
       return result;
     }
-    header_list.release();
-    header_list.reset(appended);
+    list = appended;
   }
+  std::unique_ptr<curl_slist, CurlSlistDeleter> header_list(list);
 
   curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
   if (method == "GET") {
     curl_easy_setopt(curl_, CURLOPT_HTTPGET, 1L);
   } else {
     curl_easy_setopt(curl_, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.data());
+    // Never NULL: curl would then read the body from stdin.
+    curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.empty() ? "" : body.data());
     curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
   }
   curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, header_list.get());
@@ -284,8 +286,9 @@ HttpResult HttpConnection::Perform(absl::string_view method, const std::string& 
     long os_errno = 0;
     if (curl_easy_getinfo(curl_, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno != 0) {
       const char* reason = std::strerror(static_cast<int>(os_errno));
-      if (!absl::StrContains(result.error, reason))
+      if (!absl::StrContains(result.error, reason)) {
         absl::StrAppend(&result.error, " (", reason, ")");
+      }
     }
     result.body.clear();
     return result;

@@ -405,4 +405,18 @@ absl::Status TokenSource::FetchLocked() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::shared_ptr<TokenSource>> TokenSourceForDestination(
+    const v1::Destination& destination) {
+  if (!destination.auth().has_oauth2()) return std::shared_ptr<TokenSource>();
+  TokenSourceOptions options;
+  options.ca_file = destination.ca_file();
+  if (destination.connect_timeout_ms() > 0) {
+    options.connect_timeout_ms = destination.connect_timeout_ms();
+  }
+  if (destination.request_timeout_ms() > 0) {
+    options.request_timeout_ms = destination.request_timeout_ms();
+  }
+  return TokenSource::Create(destination.auth().oauth2(), std::move(options));
+}
+
 }  // namespace fhirgw::gateway

@@ -104,6 +104,11 @@ class TokenSource {
   int64_t fetch_count_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Returns the TokenSource of `destination` (its CA file and timeouts), or nullptr when it does not
+// use OAuth2.
+absl::StatusOr<std::shared_ptr<TokenSource>> TokenSourceForDestination(
+    const v1::Destination& destination);
+
 }  // namespace fhirgw::gateway
 
 #endif  // FHIRGW_GATEWAY_OAUTH_H_

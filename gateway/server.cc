@@ -7,7 +7,9 @@
 #include "gateway/config.h"
 #include "gateway/delivery.h"
 #include "gateway/http_server.h"
+#include "gateway/inbound.h"
 #include "gateway/inbound_hub.h"
+#include "gateway/poller.h"
 #include "gateway/log.h"
 #include "gateway/metrics.h"
 #include "gateway/push_service.h"
@@ -63,6 +65,9 @@ class GatewayServerImpl final : public GatewayServer {
                               });
 
     processor_ = std::make_unique<PushProcessor>(*store_, routing_, *delivery_, metrics_);
+    inbound_ = std::make_unique<InboundService>(*store_, config_, hub_, metrics_);
+    poller_ = std::make_unique<Poller>(*store_, config_, *inbound_);
+    FHIRGW_RETURN_IF_ERROR(poller_->Start());
     service_ = std::make_unique<ClinicGatewayService>(*processor_, *store_, routing_, *delivery_,
                                                       waiters_, hub_);
 
@@ -88,6 +93,7 @@ class GatewayServerImpl final : public GatewayServer {
       checks.push_back({"store", [this] { return store_->Ping(); }});
       checks.push_back({"destinations", [this] { return delivery_->CheckDestinations(); }});
       AddOperationalEndpoints(http_, metrics_, std::move(checks));
+      inbound_->Register(http_);
       FHIRGW_ASSIGN_OR_RETURN(int http_port, http_.Start(host, unused));
       http_address_ = absl::StrCat(host, ":", http_port);
     }
@@ -107,11 +113,13 @@ class GatewayServerImpl final : public GatewayServer {
     waiters_.Shutdown();
     hub_.CloseAll();
     if (grpc_server_) grpc_server_->Shutdown(deadline);
-    // 2. Commit what is queued and stop the commit thread.
-    if (store_) store_->Close();
-    // 3. Let delivery attempts in flight finish and record their outcome.
-    if (delivery_) delivery_->Stop();
+    // 2. The same for HTTP (inbound FHIR requests finish) and the pollers.
     http_.Stop();
+    if (poller_) poller_->Stop();
+    // 3. Commit what is queued and stop the commit thread.
+    if (store_) store_->Close();
+    // 4. Let delivery attempts in flight finish and record their outcome.
+    if (delivery_) delivery_->Stop();
     if (grpc_server_) grpc_server_->Wait();
   }
 
@@ -124,6 +132,8 @@ class GatewayServerImpl final : public GatewayServer {
   std::unique_ptr<Store> store_;
   std::unique_ptr<DeliveryService> delivery_;
   std::unique_ptr<PushProcessor> processor_;
+  std::unique_ptr<InboundService> inbound_;
+  std::unique_ptr<Poller> poller_;
   std::unique_ptr<ClinicGatewayService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   HttpServer http_;
