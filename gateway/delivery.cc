@@ -81,7 +81,10 @@ class FileSender final : public Sender {
 
 class FhirSender final : public Sender {
  public:
-  explicit FhirSender(std::unique_ptr<FhirClient> client) : client_(std::move(client)) {}
+  FhirSender(std::unique_ptr<FhirClient> client, const std::atomic<bool>* abort)
+      : client_(std::move(client)) {
+    client_->SetAbortFlag(abort);
+  }
   HttpResult Send(absl::string_view bundle_json) override {
     return client_->PostTransaction(bundle_json);
   }
@@ -183,7 +186,7 @@ absl::Status DeliveryService::AddDestination(const v1::Destination& d) {
       FHIRGW_ASSIGN_OR_RETURN(std::shared_ptr<TokenSource> tokens, TokenSourceForDestination(d));
       for (int i = 0; i < d.concurrency(); ++i) {
         FHIRGW_ASSIGN_OR_RETURN(std::unique_ptr<FhirClient> client, FhirClient::Create(d, tokens));
-        destination->senders.push_back(std::make_unique<FhirSender>(std::move(client)));
+        destination->senders.push_back(std::make_unique<FhirSender>(std::move(client), &abort_));
       }
     }
     destinations_.push_back(std::move(destination));
@@ -197,11 +200,17 @@ void DeliveryService::Wake() {
   cv_.notify_all();
 }
 
-void DeliveryService::Stop() {
+void DeliveryService::Stop(std::chrono::milliseconds grace) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     stopping_ = true;
     cv_.notify_all();
+    // Attempts in flight may finish within the grace period; then they are aborted (and recorded
+    // as failed attempts, retried after the next start).
+    if (!cv_.wait_for(lock, grace, [this] { return in_flight_ == 0; })) {
+      LogWarning(absl::StrCat("aborting ", in_flight_, " delivery attempts still in flight"));
+      abort_ = true;
+    }
   }
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
@@ -254,13 +263,42 @@ void DeliveryService::Work(Destination& destination, Sender& sender) {
 void DeliveryService::Deliver(Destination& destination, Sender& sender, const DeliveryTask& task) {
   const v1::Destination& config = *destination.config;
   const int64_t started = WallClockMs();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++in_flight_;
+  }
   HttpResult answer = sender.Send(task.fhir_json);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --in_flight_;
+    cv_.notify_all();
+  }
   const int64_t now = WallClockMs();
+  int attempt_number = task.attempt_number;
+  int attempts_so_far = task.attempts_so_far;
+  if (answer.requests_sent > 1) {
+    // libcurl resent the request on a new connection after the kept-alive one died unanswered:
+    // that first exchange is an attempt of its own in the log.
+    AttemptResult lost;
+    lost.transaction_id = task.transaction_id;
+    lost.attempt.set_number(attempt_number++);
+    ++attempts_so_far;
+    *lost.attempt.mutable_started_at() = TimestampFromMs(started);
+    lost.attempt.set_outcome(v1::DeliveryAttempt::RETRYABLE_ERROR);
+    lost.attempt.set_error(
+        "the EHR closed the kept-alive connection without answering; resent at once on a new "
+        "connection");
+    lost.new_status = v1::DELIVERING;
+    if (absl::Status s = store_.CompleteAttempt(lost); !s.ok()) {
+      LogError(absl::StrCat("transaction ", task.transaction_id,
+                            ": cannot record the attempt: ", s.message()));
+    }
+  }
 
   AttemptResult result;
   result.transaction_id = task.transaction_id;
   v1::DeliveryAttempt& attempt = result.attempt;
-  attempt.set_number(task.attempt_number);
+  attempt.set_number(attempt_number);
   *attempt.mutable_started_at() = TimestampFromMs(started);
   attempt.set_duration_ms(now - started);
   attempt.set_http_status(answer.http_status);
@@ -272,7 +310,7 @@ void DeliveryService::Deliver(Destination& destination, Sender& sender, const De
   thread_local std::mt19937_64 random(std::random_device{}());
   const double draw = std::uniform_real_distribution<double>(-1.0, 1.0)(random);
   const Decision decision = Decide(answer, attempt.issues_size() > 0, config.retry(),
-                                   task.attempts_so_far, task.queued_at_ms, now, draw);
+                                   attempts_so_far, task.queued_at_ms, now, draw);
   attempt.set_outcome(decision.outcome);
   result.new_status = decision.status;
   result.next_attempt_at_ms = decision.next_attempt_at_ms;

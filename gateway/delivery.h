@@ -18,6 +18,7 @@
 #define FHIRGW_GATEWAY_DELIVERY_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -71,8 +72,9 @@ class DeliveryService {
   absl::Status Start();
   // Wakes idle workers: new work is in the log.
   void Wake();
-  // Lets attempts in flight finish, then stops the workers.
-  void Stop();
+  // Lets attempts in flight finish for up to `grace`, aborts those still running, then stops the
+  // workers.
+  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
   // OK when every destination answered a capability request recently.
   absl::Status CheckDestinations();
 
@@ -91,7 +93,9 @@ class DeliveryService {
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t generation_ = 0;  // guarded by mu_; bumped by Wake
+  int in_flight_ = 0;        // guarded by mu_: attempts being sent
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> abort_{false};  // makes in-flight HTTP transfers stop at once
 };
 
 }  // namespace fhirgw::gateway

@@ -234,6 +234,16 @@ HttpConnection::HttpConnection(CURL* curl) : curl_(curl) {}
 
 HttpConnection::~HttpConnection() { curl_easy_cleanup(curl_); }
 
+int HttpConnection::OnProgress(void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const std::atomic<bool>* abort = static_cast<HttpConnection*>(self)->abort_;
+  return abort != nullptr && abort->load() ? 1 : 0;
+}
+
+int HttpConnection::OnPrereq(void* self, char*, char*, int, int) {
+  ++static_cast<HttpConnection*>(self)->requests_sent_;
+  return CURL_PREREQFUNC_OK;
+}
+
 HttpResult HttpConnection::Perform(absl::string_view method, const std::string& url,
                                    const std::vector<std::string>& headers, absl::string_view body,
                                    int connect_timeout_ms, int timeout_ms) {
@@ -267,6 +277,12 @@ HttpResult HttpConnection::Perform(absl::string_view method, const std::string& 
   curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &response);
   curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &OnHeader);
   curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &response);
+  curl_easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, &HttpConnection::OnProgress);
+  curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, this);
+  curl_easy_setopt(curl_, CURLOPT_PREREQFUNCTION, &HttpConnection::OnPrereq);
+  curl_easy_setopt(curl_, CURLOPT_PREREQDATA, this);
+  requests_sent_ = 0;
   error_[0] = '\0';
 
   const auto start = std::chrono::steady_clock::now();
@@ -274,6 +290,7 @@ HttpResult HttpConnection::Perform(absl::string_view method, const std::string& 
   result.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::steady_clock::now() - start)
                            .count();
+  result.requests_sent = requests_sent_;
   // The handle outlives this call; leave no pointers to locals in it.
   curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, nullptr);
   curl_easy_setopt(curl_, CURLOPT_WRITEDATA, nullptr);

@@ -19,6 +19,7 @@
 
 #include <curl/curl.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -48,6 +49,10 @@ struct HttpResult {
   // Wall time of the call, including a retry after a 401 with OAuth2.
   int64_t duration_ms = 0;
   std::string content_type;
+  // How many times the request went on the wire. libcurl resends a request once, at once, when the
+  // kept-alive connection it used turns out to have been closed by the server before any answer;
+  // then this is 2 and the first exchange got no answer.
+  int requests_sent = 0;
 
   static constexpr size_t kMaxResponseBody = 1 << 20;
 };
@@ -70,8 +75,17 @@ class HttpConnection {
                      const std::vector<std::string>& headers, absl::string_view body,
                      int connect_timeout_ms, int timeout_ms);
 
+  // While `*abort` is true, transfers stop at once with an error (for shutdown). `abort` must
+  // outlive the connection; null clears it.
+  void SetAbortFlag(const std::atomic<bool>* abort) { abort_ = abort; }
+
  private:
   explicit HttpConnection(CURL* curl);
+  static int OnProgress(void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
+  static int OnPrereq(void* self, char*, char*, int, int);
+
+  const std::atomic<bool>* abort_ = nullptr;
+  int requests_sent_ = 0;
 
   CURL* const curl_;
   char error_[CURL_ERROR_SIZE] = {};
@@ -106,6 +120,9 @@ class FhirClient {
   HttpResult Get(absl::string_view path, int timeout_ms);
 
   const std::string& base_url() const { return base_url_; }
+
+  // See HttpConnection::SetAbortFlag.
+  void SetAbortFlag(const std::atomic<bool>* abort) { connection_->SetAbortFlag(abort); }
 
  private:
   enum class AuthKind { kNone, kStatic, kOAuth2 };

@@ -69,8 +69,8 @@ InboundService::InboundService(Store& store, const v1::GatewayConfig& config, In
     : store_(store), config_(config), hub_(hub), metrics_(metrics) {
   std::string host;
   int port = 0;
-  const bool loopback = SplitHostPort(config.http_listen(), "http_listen", host, port).ok() &&
-                        IsLoopback(host);
+  const bool loopback =
+      SplitHostPort(config.http_listen(), "http_listen", host, port).ok() && IsLoopback(host);
   open_without_token_ = config.inbound().bearer_token_sha256().empty() && loopback;
   if (open_without_token_) {
     LogWarning(
@@ -128,16 +128,20 @@ absl::Status InboundService::Route(std::vector<mappers::ReverseRecord>& records,
     if (matches.empty()) {
       issues.push_back(
           {absl::StrCat(source.source_type, ".subject"),
-           absl::StrCat("no clinic is known for this patient",
-                        source.patient_identifiers.empty()
-                            ? " (the resource names no patient identifier)"
-                            : absl::StrCat(" (", absl::StrJoin(source.patient_identifiers, ", "),
-                                           ")"))});
+           absl::StrCat(
+               "no clinic is known for this patient",
+               source.patient_identifiers.empty()
+                   ? " (the resource names no patient identifier)"
+                   : absl::StrCat(" (", absl::StrJoin(source.patient_identifiers, ", "), ")"))});
       continue;
     }
     std::set<std::string> clinics;
     for (const PatientMatch& match : matches) {
       if (!clinics.insert(match.clinic_id).second) continue;
+      // A search at the EHR also returns what the clinic itself sent there: not news to the clinic.
+      FHIRGW_ASSIGN_OR_RETURN(bool own, store_.HasRecord(match.clinic_id, source.record.record_id(),
+                                                         v1::CLINIC_TO_EHR));
+      if (own) continue;
       RoutedRecord r{source, source.record};
       r.record.set_clinic_id(match.clinic_id);
       if (!match.clinic_patient_id.empty()) {
@@ -194,7 +198,8 @@ absl::StatusOr<InboundService::Outcome> InboundService::Ingest(absl::string_view
       mappers::MapFromFhir(json, context, outcome.issues);
   if (!records.ok()) {
     // Nothing could be mapped; `issues` says why, element by element.
-    if (outcome.issues.empty()) outcome.issues.push_back({"", std::string(records.status().message())});
+    if (outcome.issues.empty())
+      outcome.issues.push_back({"", std::string(records.status().message())});
     return outcome;
   }
   FHIRGW_RETURN_IF_ERROR(Route(*records, patient, outcome.routed, outcome.issues));
@@ -205,11 +210,13 @@ absl::StatusOr<InboundService::Outcome> InboundService::Ingest(absl::string_view
   FHIRGW_ASSIGN_OR_RETURN(outcome.appended, Log(outcome.routed, json, source));
   int added = 0;
   for (const AppendResult& a : outcome.appended) added += a.duplicate ? 0 : 1;
-  metrics_.GetCounter("fhirgw_inbound_records_total", "Hospital records logged for clinics",
-                      {{"source", std::string(source)}, {"outcome", "logged"}})
+  metrics_
+      .GetCounter("fhirgw_inbound_records_total", "Hospital records logged for clinics",
+                  {{"source", std::string(source)}, {"outcome", "logged"}})
       .Inc(added);
-  metrics_.GetCounter("fhirgw_inbound_records_total", "Hospital records logged for clinics",
-                      {{"source", std::string(source)}, {"outcome", "duplicate"}})
+  metrics_
+      .GetCounter("fhirgw_inbound_records_total", "Hospital records logged for clinics",
+                  {{"source", std::string(source)}, {"outcome", "duplicate"}})
       .Inc(static_cast<double>(outcome.appended.size() - added));
   return outcome;
 }
@@ -230,44 +237,45 @@ void InboundService::Register(HttpServer& server) {
   };
 
   // One resource of the type in the URL.
-  server.Post(R"(/fhir/([A-Za-z]+))", [this, guard](const httplib::Request& req,
-                                                   httplib::Response& res) {
-    if (!guard(req, res)) return;
-    const std::string type = req.matches[1];
-    rapidjson::Document doc;
-    doc.Parse(req.body.data(), req.body.size());
-    if (doc.HasParseError() || !doc.IsObject()) {
-      ReplyError(res, 400, type, "the body is not a JSON object", "structure");
-      return;
-    }
-    auto rt = doc.FindMember("resourceType");
-    if (rt == doc.MemberEnd() || !rt->value.IsString() || type != rt->value.GetString()) {
-      ReplyError(res, 400, absl::StrCat(type, ".resourceType"),
-                 absl::StrCat("must be '", type, "', the type in the URL"), "invalid");
-      return;
-    }
-    absl::StatusOr<Outcome> outcome = Ingest(req.body, "http", nullptr, true);
-    if (!outcome.ok()) {
-      ReplyError(res, 503, "", outcome.status().message(), "transient");
-      return;
-    }
-    if (outcome->appended.empty()) {
-      ReplyOutcome(res, 422, outcome->issues, "processing");
-      return;
-    }
-    bool created = false;
-    for (const AppendResult& a : outcome->appended) created = created || !a.duplicate;
-    res.set_header("Location", absl::StrCat("fhir/", LocationOf(outcome->routed.front(),
-                                                                  outcome->appended.front())));
-    fhir::IssueList info;
-    for (size_t i = 0; i < outcome->appended.size(); ++i) {
-      info.push_back({"", absl::StrCat(outcome->appended[i].duplicate ? "already logged" : "logged",
+  server.Post(
+      R"(/fhir/([A-Za-z]+))", [this, guard](const httplib::Request& req, httplib::Response& res) {
+        if (!guard(req, res)) return;
+        const std::string type = req.matches[1];
+        rapidjson::Document doc;
+        doc.Parse(req.body.data(), req.body.size());
+        if (doc.HasParseError() || !doc.IsObject()) {
+          ReplyError(res, 400, type, "the body is not a JSON object", "structure");
+          return;
+        }
+        auto rt = doc.FindMember("resourceType");
+        if (rt == doc.MemberEnd() || !rt->value.IsString() || type != rt->value.GetString()) {
+          ReplyError(res, 400, absl::StrCat(type, ".resourceType"),
+                     absl::StrCat("must be '", type, "', the type in the URL"), "invalid");
+          return;
+        }
+        absl::StatusOr<Outcome> outcome = Ingest(req.body, "http", nullptr, true);
+        if (!outcome.ok()) {
+          ReplyError(res, 503, "", outcome.status().message(), "transient");
+          return;
+        }
+        if (outcome->appended.empty()) {
+          ReplyOutcome(res, 422, outcome->issues, "processing");
+          return;
+        }
+        bool created = false;
+        for (const AppendResult& a : outcome->appended) created = created || !a.duplicate;
+        res.set_header("Location", absl::StrCat("fhir/", LocationOf(outcome->routed.front(),
+                                                                    outcome->appended.front())));
+        fhir::IssueList info;
+        for (size_t i = 0; i < outcome->appended.size(); ++i) {
+          info.push_back({"",
+                          absl::StrCat(outcome->appended[i].duplicate ? "already logged" : "logged",
                                        " for clinic ", outcome->routed[i].record.clinic_id(),
                                        " as transaction ", outcome->appended[i].transaction_id),
-                      fhir::Issue::Severity::kInformation});
-    }
-    ReplyOutcome(res, created ? 201 : 200, info, "informational");
-  });
+                          fhir::Issue::Severity::kInformation});
+        }
+        ReplyOutcome(res, created ? 201 : 200, info, "informational");
+      });
 
   // A transaction (all or nothing) or batch (entry by entry) Bundle.
   server.Post("/fhir", [this, guard](const httplib::Request& req, httplib::Response& res) {
@@ -282,8 +290,10 @@ void InboundService::Register(HttpServer& server) {
     auto bt = doc.FindMember("type");
     if (rt == doc.MemberEnd() || !rt->value.IsString() ||
         std::string(rt->value.GetString()) != "Bundle") {
-      ReplyError(res, 400, "resourceType", "POST /fhir takes a Bundle; post other resources to "
-                 "/fhir/{Type}", "invalid");
+      ReplyError(res, 400, "resourceType",
+                 "POST /fhir takes a Bundle; post other resources to "
+                 "/fhir/{Type}",
+                 "invalid");
       return;
     }
     const std::string bundle_type =
@@ -340,7 +350,8 @@ void InboundService::Register(HttpServer& server) {
         std::string status = "200 OK";
         for (size_t k = 0; k < outcome->routed.size(); ++k) {
           const mappers::ReverseRecord& src = outcome->routed[k].source;
-          if ((!id.empty() && src.source_id == id) || (!full_url.empty() && src.source_id == full_url)) {
+          if ((!id.empty() && src.source_id == id) ||
+              (!full_url.empty() && src.source_id == full_url)) {
             status = outcome->appended[k].duplicate ? "200 OK" : "201 Created";
             entry_response.Str("location", LocationOf(outcome->routed[k], outcome->appended[k]));
             break;

@@ -27,6 +27,9 @@ ABSL_FLAG(std::string, ehr_url, "",
 ABSL_FLAG(std::string, target, "", "push: the gateway's gRPC address HOST:PORT");
 ABSL_FLAG(bool, wait, false, "push: wait until the EHR has answered (up to --timeout_ms)");
 ABSL_FLAG(int, timeout_ms, 10000, "push: deadline of each push");
+ABSL_FLAG(std::string, clinic, "", "watch: the clinic whose inbound records to follow");
+ABSL_FLAG(std::string, cursor, "", "watch: resume after this cursor (from a previous event)");
+ABSL_FLAG(int, max_events, 0, "watch: stop after this many events (0: follow until interrupted)");
 ABSL_FLAG(bool, item_observations, false,
           "translate: also write one Observation per questionnaire item (hasMember of the total)");
 ABSL_FLAG(bool, compact, false, "translate: print a single Bundle on one line");
@@ -44,6 +47,8 @@ constexpr char kUsage[] =
     "                     SIGTERM; flags --config, --listen, --http_listen, --data_dir, --ehr_url\n"
     "  push FILE...       send records (JSON or NDJSON, '-' for stdin) to --target=HOST:PORT;\n"
     "                     one line per result\n"
+    "  watch              follow the hospital records for --clinic=ID from --target=HOST:PORT\n"
+    "                     (WatchInbound), one JSON line per event; --cursor resumes\n"
     "  translate FILE|-   map clinic records (protobuf JSON, or NDJSON one a line) to FHIR R4\n"
     "                     transaction Bundles on stdout; problems on stderr as 'path: message'.\n"
     "                     Exit status 0 ok, 1 unreadable input, 2 invalid record(s).\n"
@@ -84,6 +89,14 @@ int main(int argc, char** argv) {
     flags.wait_for_delivery = absl::GetFlag(FLAGS_wait);
     flags.timeout_ms = absl::GetFlag(FLAGS_timeout_ms);
     return fhirgw::gateway::RunPush(flags, {args.begin() + 1, args.end()}, stdin, stdout, stderr);
+  }
+  if (command == "watch") {
+    fhirgw::gateway::WatchFlags flags;
+    flags.target = absl::GetFlag(FLAGS_target);
+    flags.clinic_id = absl::GetFlag(FLAGS_clinic);
+    flags.cursor = absl::GetFlag(FLAGS_cursor);
+    flags.max_events = absl::GetFlag(FLAGS_max_events);
+    return fhirgw::gateway::RunWatch(flags, stdout, stderr);
   }
   if (command == "translate") {
     if (args.size() != 2) {

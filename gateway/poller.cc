@@ -25,7 +25,7 @@ std::string QueryEscape(absl::string_view value) {
   std::string out;
   for (char c : value) {
     if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
-        c == '~' || c == ':' || c == '|' || c == ',') {
+        c == '~' || c == ':' || c == '|' || c == ',' || c == '/') {
       out.push_back(c);
     } else {
       absl::StrAppend(&out, "%", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
@@ -104,8 +104,8 @@ void Poller::Loop(const v1::Destination& destination) {
     }
     absl::StatusOr<int> logged = client.ok() ? PollOnce(destination, **client) : client.status();
     if (!logged.ok()) {
-      LogWarning(absl::StrCat("poll of ", destination.name(), " failed: ",
-                              logged.status().message()));
+      LogWarning(
+          absl::StrCat("poll of ", destination.name(), " failed: ", logged.status().message()));
     } else if (*logged > 0) {
       LogInfo(absl::StrCat("poll of ", destination.name(), ": ", *logged, " new records"));
     }
@@ -127,17 +127,19 @@ absl::StatusOr<int> Poller::PollOnce(const v1::Destination& destination, FhirCli
       const std::string key =
           absl::StrCat("poll|", destination.name(), "|", type, "|", patient.ehr_patient_id);
       FHIRGW_ASSIGN_OR_RETURN(std::string since, store_.GetState(key));
-      std::string query = absl::StrCat(type, "?patient=", QueryEscape(patient.ehr_patient_id),
-                                       "&_count=100");
+      // "Patient/<id>" rather than a bare id: both are valid FHIR, and every server matches this
+      // form.
+      std::string query = absl::StrCat(type, "?patient=Patient/",
+                                       QueryEscape(patient.ehr_patient_id), "&_count=100");
       if (type == "Observation") absl::StrAppend(&query, "&code=", QueryEscape(kScoreCodes));
       if (!since.empty()) absl::StrAppend(&query, "&_lastUpdated=ge", QueryEscape(since));
       std::string newest = since;
       for (int page = 0; page < 100 && !query.empty(); ++page) {
         HttpResult answer = client.Get(query, destination.request_timeout_ms());
         if (answer.http_status != 200) {
-          return absl::UnavailableError(absl::StrCat(
-              "GET ", type, " answered ",
-              answer.http_status ? absl::StrCat(answer.http_status) : answer.error));
+          return absl::UnavailableError(
+              absl::StrCat("GET ", type, " answered ",
+                           answer.http_status ? absl::StrCat(answer.http_status) : answer.error));
         }
         std::string next;
         ScanSearchset(answer.body, newest, next);

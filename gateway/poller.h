@@ -1,6 +1,6 @@
 // Pull: searches each destination EHR that has `poll.interval_ms` for the data of the patients the
-// clinics have enrolled there (the Patients the EHR accepted from us), and passes what changed to the
-// clinics through InboundService::Ingest.
+// clinics have enrolled there (the Patients the EHR accepted from us), and passes what changed to
+// the clinics through InboundService::Ingest.
 //
 // Per patient and resource type it remembers the newest meta.lastUpdated seen (in the store, so a
 // restart continues where it stopped) and asks for `_lastUpdated=ge<that>`; the log's resend

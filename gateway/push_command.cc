@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
 #include "gateway/record_input.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
 #include "mappers/record_json.h"
 
@@ -98,6 +99,41 @@ int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::
   std::fflush(out);
   if (unreachable) return 1;
   return refused ? 2 : 0;
+}
+
+int RunWatch(const WatchFlags& flags, std::FILE* out, std::FILE* err) {
+  if (flags.target.empty() || flags.clinic_id.empty()) {
+    std::fprintf(err, "usage: fhirgw watch --target=HOST:PORT --clinic=ID [--cursor=C]\n");
+    return 1;
+  }
+  auto stub = v1::ClinicGateway::NewStub(
+      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::WatchInboundRequest request;
+  request.set_clinic_id(flags.clinic_id);
+  request.set_cursor(flags.cursor);
+  std::unique_ptr<grpc::ClientReader<v1::InboundEvent>> reader =
+      stub->WatchInbound(&context, request);
+  v1::InboundEvent event;
+  int seen = 0;
+  google::protobuf::util::JsonPrintOptions options;
+  while (reader->Read(&event)) {
+    std::string line;
+    (void)google::protobuf::util::MessageToJsonString(event, &line, options);
+    std::fprintf(out, "%s\n", line.c_str());
+    std::fflush(out);
+    if (flags.max_events > 0 && ++seen >= flags.max_events) {
+      context.TryCancel();
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+    std::fprintf(err, "fhirgw watch: %s %s\n", StatusCodeName(status.error_code()),
+                 status.error_message().c_str());
+    return status.error_code() == grpc::StatusCode::UNAVAILABLE ? 1 : 2;
+  }
+  return 0;
 }
 
 }  // namespace fhirgw::gateway

@@ -224,16 +224,17 @@ grpc::ServerUnaryReactor* ClinicGatewayService::Push(grpc::CallbackServerContext
         // Wait for the EHR's answer (or the deadline), then report the status at that moment.
         const auto capped =
             std::min(deadline, std::chrono::system_clock::now() + std::chrono::hours(1));
-        waiters_.Wait(response->transaction_id(), capped, [this, reactor, response](bool) {
-          absl::StatusOr<v1::Transaction> tx = store_.Get(response->transaction_id(), false);
+        // Once the waiter is registered the call may finish (and `response` be freed) at any
+        // moment, so only the local copy of the id is used after Wait.
+        const std::string id = response->transaction_id();
+        waiters_.Wait(id, capped, [this, reactor, response, id](bool) {
+          absl::StatusOr<v1::Transaction> tx = store_.Get(id, false);
           if (tx.ok()) response->set_status(tx->status());
           reactor->Finish(grpc::Status::OK);
         });
         // The delivery may have finished before the waiter was registered.
-        absl::StatusOr<v1::Transaction> now = store_.Get(response->transaction_id(), false);
-        if (now.ok() && IsFinalStatus(now->status())) {
-          waiters_.Notify(response->transaction_id(), now->status());
-        }
+        absl::StatusOr<v1::Transaction> now = store_.Get(id, false);
+        if (now.ok() && IsFinalStatus(now->status())) waiters_.Notify(id, now->status());
       });
   return reactor;
 }

@@ -9,9 +9,9 @@
 #include "gateway/http_server.h"
 #include "gateway/inbound.h"
 #include "gateway/inbound_hub.h"
-#include "gateway/poller.h"
 #include "gateway/log.h"
 #include "gateway/metrics.h"
+#include "gateway/poller.h"
 #include "gateway/push_service.h"
 #include "gateway/sqlite_store.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -118,8 +118,13 @@ class GatewayServerImpl final : public GatewayServer {
     if (poller_) poller_->Stop();
     // 3. Commit what is queued and stop the commit thread.
     if (store_) store_->Close();
-    // 4. Let delivery attempts in flight finish and record their outcome.
-    if (delivery_) delivery_->Stop();
+    // 4. Let delivery attempts in flight finish and record their outcome, within what is left of
+    //    the drain timeout.
+    if (delivery_) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::system_clock::now());
+      delivery_->Stop(std::max(left, std::chrono::milliseconds(0)));
+    }
     if (grpc_server_) grpc_server_->Wait();
   }
 

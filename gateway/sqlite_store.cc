@@ -345,6 +345,18 @@ class SqliteStore final : public Store {
     return matches;
   }
 
+  absl::StatusOr<bool> HasRecord(absl::string_view clinic_id, absl::string_view record_id,
+                                 v1::Direction direction) override {
+    std::lock_guard<std::mutex> lock(reader_mu_);
+    Statement select;
+    FHIRGW_RETURN_IF_ERROR(
+        select.Prepare(reader_,
+                       "SELECT 1 FROM transactions WHERE clinic_id = ?1 AND record_id = ?2 "
+                       "AND direction = ?3 LIMIT 1"));
+    select.Bind(1, clinic_id).Bind(2, record_id).Bind(3, static_cast<int64_t>(direction));
+    return select.Step();
+  }
+
   absl::StatusOr<std::vector<EhrPatient>> EhrPatients(absl::string_view destination) override {
     std::lock_guard<std::mutex> lock(reader_mu_);
     Statement select;

@@ -116,6 +116,11 @@ class Store {
   virtual absl::StatusOr<std::vector<PatientMatch>> FindPatient(
       const std::vector<std::string>& keys) = 0;
 
+  // True when `clinic_id` has logged a record `record_id` in `direction` (e.g. to recognise a
+  // clinic's own records when the EHR returns them in a search).
+  virtual absl::StatusOr<bool> HasRecord(absl::string_view clinic_id, absl::string_view record_id,
+                                         v1::Direction direction) = 0;
+
   // Returns the patients whose EHR ids are known at `destination`.
   virtual absl::StatusOr<std::vector<EhrPatient>> EhrPatients(absl::string_view destination) = 0;
 

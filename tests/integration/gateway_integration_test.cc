@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <set>
@@ -165,8 +166,8 @@ struct Ack {
   std::string transaction_id;
 };
 
-// Pushes records one by one (without waiting for delivery) until `stop` is set, `max_records`
-// were sent or a push fails (the gateway went away); remembers every acknowledged record.
+// Pushes records one by one on a thread of its own until Stop(), `max_records` were sent or a push
+// fails (the gateway went away); remembers every acknowledged record.
 class Pusher {
  public:
   using MakeRecord = std::function<v1::ClinicRecord(int n)>;
@@ -360,7 +361,12 @@ TEST_F(GatewayIntegrationTest, ResendIsDuplicateAndCorrectionUpdatesInPlace) {
 
 // 3. 503, 503, a dropped connection: retried until delivered, every attempt recorded.
 TEST_F(GatewayIntegrationTest, TransientFailuresAreRetriedAndEveryAttemptRecorded) {
-  Gateway* gateway = StartGateway(Settings());
+  // One worker, so that every attempt goes over the same kept-alive connection: the drop always
+  // hits a reused connection, where libcurl may resend the request by itself. The EHR still saw
+  // that exchange, so it must be recorded as an attempt of its own.
+  GatewaySettings settings = Settings();
+  settings.concurrency = 1;
+  Gateway* gateway = StartGateway(settings);
   ASSERT_NE(gateway, nullptr);
   ASSERT_TRUE(
       ehr_->SetFault(R"([{"mode":"status","status":503,"count":2},{"mode":"drop","count":1}])"));
@@ -380,8 +386,8 @@ TEST_F(GatewayIntegrationTest, TransientFailuresAreRetriedAndEveryAttemptRecorde
     outcomes.push_back(attempt.outcome());
   }
   EXPECT_THAT(http_statuses, ::testing::ElementsAre(503, 503, 0, 200))
-      << DescribeAttempts(transaction) << "\n"
-      << gateway->Describe();
+      << DescribeAttempts(transaction) << "\nrequests the EHR received:\n"
+      << ehr_->RequestLog(10) << gateway->Describe();
   EXPECT_THAT(outcomes, ::testing::ElementsAre(v1::DeliveryAttempt::RETRYABLE_ERROR,
                                                v1::DeliveryAttempt::RETRYABLE_ERROR,
                                                v1::DeliveryAttempt::RETRYABLE_ERROR,
@@ -522,6 +528,9 @@ TEST_F(GatewayIntegrationTest, DeadLetterThenReplayDelivers) {
 TEST_F(GatewayIntegrationTest, KillNineLosesNoAcknowledgedRecord) {
   Gateway* gateway = StartGateway(Settings());
   ASSERT_NE(gateway, nullptr);
+  // A slow EHR (100 ms an answer) keeps deliveries behind the pushes, so that the kill leaves
+  // acknowledged records undelivered and attempts in flight.
+  ASSERT_TRUE(ehr_->SetFault(R"({"mode":"delay","ms":100,"count":-1})"));
   std::vector<std::unique_ptr<Pusher>> pushers;
   pushers.push_back(std::make_unique<Pusher>(
       *gateway,
@@ -533,6 +542,7 @@ TEST_F(GatewayIntegrationTest, KillNineLosesNoAcknowledgedRecord) {
   if (!enough) pushers[0]->Stop();
   ASSERT_TRUE(enough) << "fewer than 100 pushes acknowledged in 30 s\n" << gateway->Describe();
 
+  const std::optional<double> backlog = gateway->Metric("fhirgw_queue_depth");
   gateway->Signal(SIGKILL);
   const SubprocessResult killed = gateway->Wait(10s);
   EXPECT_EQ(killed.term_signal, SIGKILL) << killed.Describe();
@@ -540,8 +550,12 @@ TEST_F(GatewayIntegrationTest, KillNineLosesNoAcknowledgedRecord) {
   const std::vector<Ack>& acks = pushers[0]->acks();
   EXPECT_NE(pushers[0]->failure_code(), grpc::StatusCode::OK)
       << "the pusher should have been stopped by the kill";
-  std::printf("kill -9 after %zu acknowledged pushes (the next push failed: %s)\n", acks.size(),
-              pushers[0]->failure().c_str());
+  ASSERT_TRUE(backlog.has_value());
+  EXPECT_GT(*backlog, 0) << "the kill must leave undelivered records, or this test proves nothing";
+  std::printf(
+      "kill -9 after %zu acknowledged pushes, about %.0f undelivered (the next push failed: %s)\n",
+      acks.size(), *backlog, pushers[0]->failure().c_str());
+  ASSERT_TRUE(ehr_->ClearFaults());
 
   Gateway* restarted = StartGateway(Settings());
   ASSERT_NE(restarted, nullptr);
@@ -586,6 +600,8 @@ TEST_F(GatewayIntegrationTest, SigtermDrainsInFlightPushes) {
   settings.drain_timeout_ms = 5000;
   Gateway* gateway = StartGateway(settings);
   ASSERT_NE(gateway, nullptr);
+  // A slow EHR (50 ms an answer), so that delivery attempts are in flight at the SIGTERM too.
+  ASSERT_TRUE(ehr_->SetFault(R"({"mode":"delay","ms":50,"count":-1})"));
   std::vector<std::unique_ptr<Pusher>> pushers;
   for (int t = 0; t < 4; ++t) {
     pushers.push_back(std::make_unique<Pusher>(
@@ -595,7 +611,7 @@ TEST_F(GatewayIntegrationTest, SigtermDrainsInFlightPushes) {
                       "drain-" + std::to_string(t) + "-" + std::to_string(n),
                       "P-" + std::to_string((n + t) % 10));
         },
-        /*wait_for_delivery=*/t == 0));
+        /*wait_for_delivery=*/t % 2 == 0));
   }
   const bool enough = WaitForAcks(pushers, 60, 30s);
   if (!enough) {
@@ -621,6 +637,7 @@ TEST_F(GatewayIntegrationTest, SigtermDrainsInFlightPushes) {
   }
   std::printf("SIGTERM after %zu acknowledged pushes; drained in %lld ms\n", acks.size(),
               static_cast<long long>(took.count()));
+  ASSERT_TRUE(ehr_->ClearFaults());
 
   Gateway* restarted = StartGateway(Settings());
   ASSERT_NE(restarted, nullptr);
@@ -641,6 +658,48 @@ TEST_F(GatewayIntegrationTest, SigtermDrainsInFlightPushes) {
     EXPECT_EQ(ehr_->Count(key.type, key.identifier), 1)
         << key.type << "?identifier=" << key.identifier;
   }
+}
+
+// 7b. The drain timeout bounds the wait for a delivery attempt stuck on a hanging EHR too
+// (config.proto: "How long SIGTERM waits for in-flight pushes and deliveries").
+TEST_F(GatewayIntegrationTest, SigtermWithAHangingEhrExitsWithinTheDrainTimeout) {
+  GatewaySettings settings = Settings();
+  settings.drain_timeout_ms = 2000;
+  settings.request_timeout_ms = 8000;  // an attempt gives up after 8 s in any case
+  Gateway* gateway = StartGateway(settings);
+  ASSERT_NE(gateway, nullptr);
+  ASSERT_TRUE(ehr_->SetFault(R"({"mode":"delay","ms":60000,"count":-1})"));
+  const v1::ClinicRecord record = Make(RecordKind::kEncounter, "enc-hanging-1", "P-1");
+  v1::PushResponse response;
+  ASSERT_TRUE(gateway->Push(record, false, &response).ok()) << gateway->Describe();
+  // Wait until the attempt is at the EHR (and stuck there).
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (ehr_->Requests() < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GE(ehr_->Requests(), 1) << "no delivery attempt reached the EHR\n" << gateway->Describe();
+
+  const auto signalled = std::chrono::steady_clock::now();
+  gateway->Signal(SIGTERM);
+  const SubprocessResult result = gateway->Wait(30s);
+  const auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - signalled);
+  EXPECT_TRUE(result.ExitedWith(0)) << result.Describe() << gateway->Log();
+  EXPECT_LE(took.count(), settings.drain_timeout_ms + 1500)
+      << "SIGTERM took " << took.count() << " ms with drain_timeout_ms "
+      << settings.drain_timeout_ms << "\n"
+      << gateway->Log();
+
+  // The interrupted attempt is sent again after a restart, and arrives once.
+  ASSERT_TRUE(ehr_->ClearFaults());
+  Gateway* restarted = StartGateway(Settings());
+  ASSERT_NE(restarted, nullptr);
+  v1::Transaction transaction;
+  EXPECT_TRUE(restarted->WaitForStatus(response.transaction_id(), v1::DELIVERED, 20s, &transaction))
+      << DescribeAttempts(transaction) << "\n"
+      << restarted->Describe();
+  const ResourceKey key = MainResourceOf(record);
+  EXPECT_EQ(ehr_->Count(key.type, key.identifier), 1);
 }
 
 // 8. PushStream: one response per record, in order; a bad record does not stop the others.

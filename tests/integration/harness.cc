@@ -226,6 +226,32 @@ int64_t FhirServer::Requests() {
   return stats["requests"].GetInt64();
 }
 
+std::string FhirServer::RequestLog(int limit) {
+  HttpAnswer answer = HttpGet(host_port_, "/$admin/requests?limit=" + std::to_string(limit));
+  rapidjson::Document doc = ParseJson(answer.body);
+  if (answer.status != 200 || !doc.IsObject() || !doc.HasMember("requests") ||
+      !doc["requests"].IsArray()) {
+    return "GET /$admin/requests: " + std::to_string(answer.status) + " " + answer.body;
+  }
+  std::string text;
+  for (const rapidjson::Value& request : doc["requests"].GetArray()) {
+    if (!request.IsObject()) continue;
+    auto field = [&request](const char* name) -> std::string {
+      if (!request.HasMember(name)) return "";
+      const rapidjson::Value& value = request[name];
+      if (value.IsString()) return value.GetString();
+      if (value.IsInt64()) return std::to_string(value.GetInt64());
+      if (value.IsNumber()) return std::to_string(value.GetDouble());
+      return "";
+    };
+    text += "  " + field("time") + " " + field("method") + " " + field("url") + " -> " +
+            field("status");
+    if (request.HasMember("fault")) text += " (fault " + field("fault") + ")";
+    text += "\n";
+  }
+  return text;
+}
+
 SubprocessResult FhirServer::Stop() { return process_->Terminate(std::chrono::seconds(10)); }
 
 // --- Gateway ----------------------------------------------------------------------------------
@@ -240,7 +266,7 @@ std::string GatewayConfigText(const GatewaySettings& s) {
        << "  name: \"ehr\"\n"
        << "  base_url: \"" << s.ehr_url << "\"\n"
        << "  connect_timeout_ms: 2000\n"
-       << "  request_timeout_ms: 15000\n"
+       << "  request_timeout_ms: " << s.request_timeout_ms << "\n"
        << "  concurrency: " << s.concurrency << "\n"
        << "  retry { max_attempts: " << s.max_attempts
        << " initial_backoff_ms: " << s.initial_backoff_ms << " max_backoff_ms: " << s.max_backoff_ms

@@ -85,6 +85,9 @@ class FhirServer {
   // stats.requests: FHIR requests received since the last reset; -1 on failure.
   int64_t Requests();
 
+  // The last `limit` FHIR requests as "METHOD url -> status" lines (GET /$admin/requests).
+  std::string RequestLog(int limit);
+
   // Stops the server (SIGTERM) and waits for it.
   SubprocessResult Stop();
   // The server's stderr so far.
@@ -106,6 +109,7 @@ struct GatewaySettings {
   int initial_backoff_ms = 50;
   int max_backoff_ms = 500;
   int concurrency = 4;
+  int request_timeout_ms = 15000;
   int drain_timeout_ms = 10000;
   int poll_interval_ms = 50;
 };
