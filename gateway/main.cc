@@ -52,9 +52,6 @@ constexpr char kUsage[] =
     "  translate FILE|-   map clinic records (protobuf JSON, or NDJSON one a line) to FHIR R4\n"
     "                     transaction Bundles on stdout; problems on stderr as 'path: message'.\n"
     "                     Exit status 0 ok, 1 unreadable input, 2 invalid record(s).\n"
-    "                     With --reverse: FHIR R4 JSON (a resource, a Bundle, or NDJSON) to\n"
-    "                     clinic records, one protobuf-JSON record a line; exit status 2 when\n"
-    "                     nothing could be mapped.\n"
     "  version            print the version\n"
     "\n"
     "Run 'fhirgw --help' for every flag.";

@@ -1,6 +1,14 @@
 #include "gateway/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <set>
 
 #include <condition_variable>
 #include <deque>
@@ -9,7 +17,13 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "fhir/status_macros.h"
 
 namespace fhirgw::gateway {
@@ -59,6 +73,28 @@ CREATE TABLE IF NOT EXISTS state (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS transactions_received ON transactions (received_at_ms, seq);
+CREATE INDEX IF NOT EXISTS transactions_clinic ON transactions (clinic_id, received_at_ms);
+CREATE INDEX IF NOT EXISTS transactions_patient ON transactions (clinic_id, patient_id, received_at_ms);
+CREATE INDEX IF NOT EXISTS transactions_destination ON transactions (destination, received_at_ms);
+CREATE INDEX IF NOT EXISTS transactions_status ON transactions (status, received_at_ms);
+CREATE INDEX IF NOT EXISTS transactions_kind ON transactions (kind, received_at_ms);
+CREATE INDEX IF NOT EXISTS transactions_direction ON transactions (direction, received_at_ms);
+CREATE INDEX IF NOT EXISTS transactions_record ON transactions (record_id, received_at_ms);
+CREATE TABLE IF NOT EXISTS audit_log (
+  seq INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  transaction_id TEXT NOT NULL,
+  entry BLOB NOT NULL,
+  prev_hash BLOB NOT NULL,
+  hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_transaction ON audit_log (transaction_id, seq);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at_ms);
+CREATE TABLE IF NOT EXISTS signed_heads (
+  seq INTEGER PRIMARY KEY,
+  head BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS attempts (
   transaction_id TEXT NOT NULL,
   number INTEGER NOT NULL,
@@ -203,7 +239,25 @@ constexpr char kTransactionColumns[] =
     "fhir, "
     "seq";
 
-v1::Transaction RowToTransaction(const Statement& row, bool with_payload) {
+// Decrypts `stored` when a cipher is configured (payloads from before encryption are plaintext).
+absl::StatusOr<std::string> Open(const PayloadCipher* cipher, std::string stored) {
+  if (cipher == nullptr) {
+    if (IsEncryptedPayload(stored)) {
+      return absl::FailedPreconditionError(
+          "the payload is encrypted but no encryption key is configured");
+    }
+    return stored;
+  }
+  return cipher->Decrypt(stored);
+}
+
+std::string Seal(const PayloadCipher* cipher, absl::string_view plaintext) {
+  if (cipher == nullptr || plaintext.empty()) return std::string(plaintext);
+  return cipher->Encrypt(plaintext);
+}
+
+absl::StatusOr<v1::Transaction> RowToTransaction(const Statement& row, bool with_payload,
+                                                 const PayloadCipher* cipher) {
   v1::Transaction tx;
   tx.set_transaction_id(row.Text(0));
   tx.set_clinic_id(row.Text(1));
@@ -226,11 +280,39 @@ v1::Transaction RowToTransaction(const Statement& row, bool with_payload) {
   tx.mutable_alerts()->Swap(extra.mutable_alerts());
   tx.mutable_resources()->Swap(extra.mutable_resources());
   if (with_payload) {
-    tx.mutable_record()->ParseFromString(row.Text(15));
-    tx.set_fhir_json(row.Text(16));
+    FHIRGW_ASSIGN_OR_RETURN(std::string record, Open(cipher, row.Text(15)));
+    FHIRGW_ASSIGN_OR_RETURN(std::string fhir, Open(cipher, row.Text(16)));
+    tx.mutable_record()->ParseFromString(record);
+    tx.set_fhir_json(std::move(fhir));
   }
   return tx;
 }
+
+// Deterministic serialization: the canonical form a log entry is hashed in.
+std::string Canonical(const google::protobuf::Message& message) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return bytes;
+}
+
+// The chain link: SHA-256(previous hash || canonical entry).
+std::string ChainHash(absl::string_view previous, absl::string_view canonical) {
+  return Sha256(absl::StrCat(previous, canonical));
+}
+
+// A DeliveryAttempt as the log keeps it: without the EHR's answer (its SHA-256 is kept instead).
+v1::DeliveryAttempt WithoutResponse(const v1::DeliveryAttempt& attempt) {
+  v1::DeliveryAttempt copy = attempt;
+  copy.clear_response();
+  return copy;
+}
+
+
 
 class SqliteStore final : public Store {
  public:
@@ -295,6 +377,15 @@ class SqliteStore final : public Store {
         "INSERT OR IGNORE INTO patient_keys (key, clinic_id, clinic_patient_id) "
         "SELECT destination || '|Patient/' || ?2, clinic_id, patient_id FROM transactions "
         "WHERE id = ?1 AND direction = 1"));
+    FHIRGW_RETURN_IF_ERROR(tx_meta_.Prepare(
+        writer_,
+        "SELECT clinic_id, record_id, version, kind, direction, destination, patient_id, status "
+        "FROM transactions WHERE id = ?1"));
+    FHIRGW_RETURN_IF_ERROR(insert_log_.Prepare(
+        writer_,
+        "INSERT INTO audit_log (seq, at_ms, transaction_id, entry, prev_hash, hash) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+    FHIRGW_RETURN_IF_ERROR(LoadHead());
     committer_ = std::thread([this] { CommitLoop(); });
     return absl::OkStatus();
   }
@@ -389,7 +480,8 @@ class SqliteStore final : public Store {
     while (true) {
       FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
       if (!row) break;
-      items.push_back({select.Int(17), RowToTransaction(select, true)});
+      FHIRGW_ASSIGN_OR_RETURN(v1::Transaction tx, RowToTransaction(select, true, cipher()));
+      items.push_back({select.Int(17), std::move(tx)});
     }
     return items;
   }
@@ -426,7 +518,7 @@ class SqliteStore final : public Store {
     if (!found) {
       return absl::NotFoundError(absl::StrCat("no transaction ", transaction_id));
     }
-    v1::Transaction tx = RowToTransaction(select, with_payload);
+    FHIRGW_ASSIGN_OR_RETURN(v1::Transaction tx, RowToTransaction(select, with_payload, cipher()));
     Statement attempts;
     FHIRGW_RETURN_IF_ERROR(attempts.Prepare(
         reader_, "SELECT attempt FROM attempts WHERE transaction_id = ?1 ORDER BY number"));
@@ -434,7 +526,8 @@ class SqliteStore final : public Store {
     while (true) {
       FHIRGW_ASSIGN_OR_RETURN(bool row, attempts.Step());
       if (!row) break;
-      tx.add_attempts()->ParseFromString(attempts.Text(0));
+      FHIRGW_ASSIGN_OR_RETURN(std::string attempt, Open(cipher(), attempts.Text(0)));
+      tx.add_attempts()->ParseFromString(attempt);
     }
     return tx;
   }
@@ -449,7 +542,7 @@ class SqliteStore final : public Store {
     DeliveryTask task;
     task.transaction_id = claim_.Text(0);
     task.destination = claim_.Text(1);
-    task.fhir_json = claim_.Text(2);
+    FHIRGW_ASSIGN_OR_RETURN(task.fhir_json, Open(cipher(), claim_.Text(2)));
     task.attempt_number = static_cast<int>(claim_.Int(3)) + 1;
     task.attempts_so_far = static_cast<int>(claim_.Int(4));
     task.queued_at_ms = claim_.Int(5);
@@ -467,8 +560,14 @@ class SqliteStore final : public Store {
     absl::Status status = [&]() -> absl::Status {
       insert_attempt_.Bind(1, result.transaction_id)
           .Bind(2, static_cast<int64_t>(result.attempt.number()))
-          .BindBlob(3, result.attempt.SerializeAsString());
+          .BindBlob(3, Seal(cipher(), result.attempt.SerializeAsString()));
       FHIRGW_RETURN_IF_ERROR(insert_attempt_.Run());
+      FHIRGW_ASSIGN_OR_RETURN(v1::LogEntry entry, EntryFor(result.transaction_id));
+      entry.set_event(v1::LogEntry::DELIVERY_ATTEMPT);
+      entry.set_status(result.new_status);
+      *entry.mutable_attempt() = WithoutResponse(result.attempt);
+      entry.set_response_sha256(Sha256(result.attempt.response()));
+      FHIRGW_RETURN_IF_ERROR(AppendLog(std::move(entry)));
       std::string resources;
       if (!result.resources.empty()) {
         v1::Transaction holder;
@@ -490,11 +589,7 @@ class SqliteStore final : public Store {
       }
       return absl::OkStatus();
     }();
-    if (!status.ok()) {
-      (void)Exec(writer_, "ROLLBACK");
-      return status;
-    }
-    return Exec(writer_, "COMMIT");
+    return Finish(status);
   }
 
   absl::StatusOr<std::optional<int64_t>> NextDueAt(absl::string_view destination) override {
@@ -511,45 +606,78 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<int> RecoverInFlight(int64_t now_ms) override {
     std::lock_guard<std::mutex> lock(writer_mu_);
-    Statement update;
-    FHIRGW_RETURN_IF_ERROR(
-        update.Prepare(writer_,
-                       "UPDATE transactions SET status = 4, next_attempt_at_ms = ?1, "
-                       "updated_at_ms = ?1, attempt_count = attempt_count + 1 WHERE status = 2"));
-    update.Bind(1, now_ms);
-    FHIRGW_RETURN_IF_ERROR(update.Run());
-    return sqlite3_changes(writer_);
+    FHIRGW_RETURN_IF_ERROR(Exec(writer_, "BEGIN IMMEDIATE"));
+    int recovered = 0;
+    absl::Status status = [&]() -> absl::Status {
+      Statement update;
+      FHIRGW_RETURN_IF_ERROR(update.Prepare(
+          writer_,
+          "UPDATE transactions SET status = 4, next_attempt_at_ms = ?1, updated_at_ms = ?1, "
+          "attempt_count = attempt_count + 1 WHERE status = 2 RETURNING id"));
+      update.Bind(1, now_ms);
+      std::vector<std::string> ids;
+      while (true) {
+        FHIRGW_ASSIGN_OR_RETURN(bool row, update.Step());
+        if (!row) break;
+        ids.push_back(update.Text(0));
+      }
+      update.Reset();
+      for (const std::string& id : ids) {
+        FHIRGW_ASSIGN_OR_RETURN(v1::LogEntry entry, EntryFor(id));
+        entry.set_event(v1::LogEntry::RECOVERED);
+        entry.set_status(v1::RETRYING);
+        entry.set_at_ms(now_ms);
+        FHIRGW_RETURN_IF_ERROR(AppendLog(std::move(entry)));
+      }
+      recovered = static_cast<int>(ids.size());
+      return absl::OkStatus();
+    }();
+    FHIRGW_RETURN_IF_ERROR(Finish(status));
+    return recovered;
   }
 
   absl::StatusOr<std::vector<std::string>> Replay(const std::vector<std::string>& ids,
                                                   absl::string_view clinic_id,
                                                   int64_t now_ms) override {
     std::lock_guard<std::mutex> lock(writer_mu_);
+    FHIRGW_RETURN_IF_ERROR(Exec(writer_, "BEGIN IMMEDIATE"));
     std::vector<std::string> replayed;
-    Statement update;
-    // attempt_base restarts the retry budget; queued_at restarts the age limit.
-    constexpr char kSet[] =
-        "UPDATE transactions SET status = 1, next_attempt_at_ms = ?1, queued_at_ms = ?1, "
-        "updated_at_ms = ?1, attempt_base = attempt_count WHERE status = 6 ";
-    if (!ids.empty()) {
-      FHIRGW_RETURN_IF_ERROR(
-          update.Prepare(writer_, absl::StrCat(kSet, "AND id = ?2 RETURNING id").c_str()));
-      for (const std::string& id : ids) {
-        update.Bind(1, now_ms).Bind(2, id);
-        FHIRGW_ASSIGN_OR_RETURN(bool row, update.Step());
-        if (row) replayed.push_back(update.Text(0));
+    absl::Status status = [&]() -> absl::Status {
+      Statement update;
+      // attempt_base restarts the retry budget; queued_at restarts the age limit.
+      constexpr char kSet[] =
+          "UPDATE transactions SET status = 1, next_attempt_at_ms = ?1, queued_at_ms = ?1, "
+          "updated_at_ms = ?1, attempt_base = attempt_count WHERE status = 6 ";
+      if (!ids.empty()) {
+        FHIRGW_RETURN_IF_ERROR(
+            update.Prepare(writer_, absl::StrCat(kSet, "AND id = ?2 RETURNING id").c_str()));
+        for (const std::string& id : ids) {
+          update.Bind(1, now_ms).Bind(2, id);
+          FHIRGW_ASSIGN_OR_RETURN(bool row, update.Step());
+          if (row) replayed.push_back(update.Text(0));
+          update.Reset();
+        }
+      } else {
+        FHIRGW_RETURN_IF_ERROR(update.Prepare(
+            writer_, absl::StrCat(kSet, "AND (?2 = '' OR clinic_id = ?2) RETURNING id").c_str()));
+        update.Bind(1, now_ms).Bind(2, clinic_id);
+        while (true) {
+          FHIRGW_ASSIGN_OR_RETURN(bool row, update.Step());
+          if (!row) break;
+          replayed.push_back(update.Text(0));
+        }
         update.Reset();
       }
-      return replayed;
-    }
-    FHIRGW_RETURN_IF_ERROR(update.Prepare(
-        writer_, absl::StrCat(kSet, "AND (?2 = '' OR clinic_id = ?2) RETURNING id").c_str()));
-    update.Bind(1, now_ms).Bind(2, clinic_id);
-    while (true) {
-      FHIRGW_ASSIGN_OR_RETURN(bool row, update.Step());
-      if (!row) break;
-      replayed.push_back(update.Text(0));
-    }
+      for (const std::string& id : replayed) {
+        FHIRGW_ASSIGN_OR_RETURN(v1::LogEntry entry, EntryFor(id));
+        entry.set_event(v1::LogEntry::REPLAYED);
+        entry.set_status(v1::ACCEPTED);
+        entry.set_at_ms(now_ms);
+        FHIRGW_RETURN_IF_ERROR(AppendLog(std::move(entry)));
+      }
+      return absl::OkStatus();
+    }();
+    FHIRGW_RETURN_IF_ERROR(Finish(status));
     return replayed;
   }
 
@@ -569,6 +697,297 @@ class SqliteStore final : public Store {
       stats.dead_letters = select.Int(2);
     }
     return stats;
+  }
+
+  absl::StatusOr<TransactionPage> Query(const TransactionQuery& q) override {
+    std::vector<std::string> where;
+    std::vector<std::string> texts;  // bound in order as ?1, ?2, ...
+    auto bind = [&](std::string value) {
+      texts.push_back(std::move(value));
+      return absl::StrCat("?", texts.size());
+    };
+    if (q.from_ms > 0) where.push_back(absl::StrCat("received_at_ms >= ", q.from_ms));
+    if (q.to_ms > 0) where.push_back(absl::StrCat("received_at_ms < ", q.to_ms));
+    if (!q.clinic_id.empty()) where.push_back(absl::StrCat("clinic_id = ", bind(q.clinic_id)));
+    if (!q.clinic_scope.empty()) {
+      std::vector<std::string> params;
+      for (const std::string& clinic : q.clinic_scope) params.push_back(bind(clinic));
+      where.push_back(absl::StrCat("clinic_id IN (", absl::StrJoin(params, ", "), ")"));
+    }
+    if (!q.patient_identifier.empty()) {
+      if (q.patient_identifier.find('|') != std::string::npos) {
+        where.push_back(absl::StrCat(
+            "(clinic_id, patient_id) IN (SELECT clinic_id, clinic_patient_id FROM patient_keys "
+            "WHERE key = ",
+            bind(q.patient_identifier), ")"));
+      } else {
+        where.push_back(absl::StrCat("patient_id = ", bind(q.patient_identifier)));
+      }
+    }
+    if (q.kind != v1::RECORD_KIND_UNSPECIFIED) where.push_back(absl::StrCat("kind = ", q.kind));
+    if (q.direction != v1::DIRECTION_UNSPECIFIED) {
+      where.push_back(absl::StrCat("direction = ", q.direction));
+    }
+    if (q.status != v1::TRANSACTION_STATUS_UNSPECIFIED) {
+      where.push_back(absl::StrCat("status = ", q.status));
+    }
+    if (!q.destination.empty()) {
+      where.push_back(absl::StrCat("destination = ", bind(q.destination)));
+    }
+    if (!q.record_id.empty()) where.push_back(absl::StrCat("record_id = ", bind(q.record_id)));
+    if (!q.page_token.empty()) {
+      int64_t at = 0, seq = 0;
+      std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(q.page_token, '.');
+      if (!absl::SimpleAtoi(parts.first, &at) || !absl::SimpleAtoi(parts.second, &seq)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("page_token: '", q.page_token, "' is not a token from a previous page"));
+      }
+      where.push_back(absl::StrCat("(received_at_ms < ", at, " OR (received_at_ms = ", at,
+                                   " AND seq < ", seq, "))"));
+    }
+    const int page_size = std::clamp(q.page_size <= 0 ? 50 : q.page_size, 1, 1000);
+    const std::string sql = absl::StrCat(
+        "SELECT ", kTransactionColumns, ", received_at_ms FROM transactions",
+        where.empty() ? "" : " WHERE ", absl::StrJoin(where, " AND "),
+        " ORDER BY received_at_ms DESC, seq DESC LIMIT ", page_size + 1);
+    std::lock_guard<std::mutex> lock(reader_mu_);
+    Statement select;
+    FHIRGW_RETURN_IF_ERROR(select.Prepare(reader_, sql.c_str()));
+    for (size_t i = 0; i < texts.size(); ++i) select.Bind(static_cast<int>(i + 1), texts[i]);
+    TransactionPage page;
+    int64_t last_seq = 0, last_received = 0;
+    while (true) {
+      FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      if (static_cast<int>(page.transactions.size()) == page_size) {
+        // There is more: the token names the last row returned.
+        page.next_page_token = absl::StrCat(last_received, ".", last_seq);
+        break;
+      }
+      FHIRGW_ASSIGN_OR_RETURN(v1::Transaction tx, RowToTransaction(select, false, cipher()));
+      last_seq = select.Int(17);
+      last_received = select.Int(18);
+      page.transactions.push_back(std::move(tx));
+    }
+    return page;
+  }
+
+  absl::Status ForEachLogEntry(
+      int64_t from_ms, int64_t to_ms, const std::vector<std::string>& clinic_scope,
+      const std::function<absl::Status(const v1::LogEntry&)>& fn) override {
+    // A separate connection, so that a long export does not hold up other readers.
+    FHIRGW_ASSIGN_OR_RETURN(sqlite3* db, OpenConnection(options_.path));
+    std::unique_ptr<sqlite3, int (*)(sqlite3*)> closer(db, &sqlite3_close);
+    Statement select;
+    FHIRGW_RETURN_IF_ERROR(select.Prepare(
+        db, "SELECT entry FROM audit_log WHERE at_ms >= ?1 AND (?2 = 0 OR at_ms < ?2) ORDER BY seq"));
+    select.Bind(1, from_ms).Bind(2, to_ms);
+    while (true) {
+      FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      v1::LogEntry entry;
+      if (!entry.ParseFromString(select.Text(0))) {
+        return absl::DataLossError("a log entry cannot be read");
+      }
+      if (!clinic_scope.empty() && std::find(clinic_scope.begin(), clinic_scope.end(),
+                                             entry.clinic_id()) == clinic_scope.end()) {
+        continue;
+      }
+      FHIRGW_RETURN_IF_ERROR(fn(entry));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::VerifyLogResponse> Verify() override {
+    FHIRGW_ASSIGN_OR_RETURN(sqlite3* db, OpenConnection(options_.path));
+    std::unique_ptr<sqlite3, int (*)(sqlite3*)> closer(db, &sqlite3_close);
+    // One read transaction: a consistent snapshot while the gateway keeps writing.
+    FHIRGW_RETURN_IF_ERROR(Exec(db, "BEGIN"));
+    v1::VerifyLogResponse response;
+    int64_t first_bad = 0;
+    std::string problem;
+    auto fail = [&](int64_t seq, std::string message) {
+      if (first_bad == 0 || seq < first_bad) {
+        first_bad = seq;
+        problem = std::move(message);
+      }
+    };
+
+    // 1. The chain itself.
+    std::map<int64_t, std::string> hash_at;  // only for signed heads: filled sparsely below
+    std::vector<SignedHeadRecord> heads;
+    FHIRGW_RETURN_IF_ERROR(ReadSignedHeads(db, heads));
+    std::set<int64_t> head_seqs;
+    for (const SignedHeadRecord& h : heads) head_seqs.insert(h.head.sequence());
+    int64_t expected = 1;
+    std::string previous;
+    {
+      Statement chain;
+      FHIRGW_RETURN_IF_ERROR(
+          chain.Prepare(db, "SELECT seq, entry, prev_hash, hash FROM audit_log ORDER BY seq"));
+      while (true) {
+        FHIRGW_ASSIGN_OR_RETURN(bool row, chain.Step());
+        if (!row) break;
+        const int64_t seq = chain.Int(0);
+        const std::string entry = chain.Text(1);
+        const std::string stored_prev = chain.Text(2);
+        const std::string stored_hash = chain.Text(3);
+        if (first_bad == 0) {
+          v1::LogEntry parsed;
+          if (seq != expected) {
+            fail(expected, absl::StrCat("log entry ", expected, " is missing (the next is ", seq, ")"));
+          } else if (stored_prev != previous) {
+            fail(seq, absl::StrCat("log entry ", seq, " does not follow entry ", seq - 1));
+          } else if (ChainHash(previous, entry) != stored_hash) {
+            fail(seq, absl::StrCat("log entry ", seq, " was altered (its hash does not match)"));
+          } else if (!parsed.ParseFromString(entry) || parsed.sequence() != seq) {
+            fail(seq, absl::StrCat("log entry ", seq, " is not the entry its position needs"));
+          }
+        }
+        if (head_seqs.count(seq)) hash_at[seq] = stored_hash;
+        previous = stored_hash;
+        ++expected;
+        response.set_entries_checked(response.entries_checked() + 1);
+      }
+    }
+    const int64_t last_seq = expected - 1;
+
+    // 2. Every transaction against its entries.
+    {
+      Statement txs, events, attempts;
+      FHIRGW_RETURN_IF_ERROR(
+          txs.Prepare(db, "SELECT id, status, record, fhir FROM transactions ORDER BY seq"));
+      FHIRGW_RETURN_IF_ERROR(events.Prepare(
+          db, "SELECT seq, entry FROM audit_log WHERE transaction_id = ?1 ORDER BY seq"));
+      FHIRGW_RETURN_IF_ERROR(attempts.Prepare(
+          db, "SELECT attempt FROM attempts WHERE transaction_id = ?1 ORDER BY number"));
+      while (true) {
+        FHIRGW_ASSIGN_OR_RETURN(bool row, txs.Step());
+        if (!row) break;
+        const std::string id = txs.Text(0);
+        FHIRGW_RETURN_IF_ERROR(CheckTransaction(id, static_cast<int>(txs.Int(1)), txs.Text(2),
+                                                txs.Text(3), events, attempts, fail));
+      }
+    }
+
+    // 3. The newest signed head must be in the chain: a log cut short after it is detected.
+    int64_t signed_seq = 0;
+    for (const SignedHeadRecord& h : heads) {
+      const std::string message = HeadMessage(h.head.sequence(), h.head.hash());
+      if (options_.signer != nullptr && !options_.signer->Verify(message, h.head.signature())) {
+        fail(h.head.sequence(), absl::StrCat("the signature of chain head ", h.head.sequence(),
+                                             " (", h.where, ") does not verify"));
+        continue;
+      }
+      signed_seq = std::max(signed_seq, h.head.sequence());
+      if (h.head.sequence() > last_seq) {
+        fail(last_seq + 1, absl::StrCat("the log ends at entry ", last_seq, " but entry ",
+                                        h.head.sequence(), " was signed (", h.where,
+                                        "): the tail was removed"));
+      } else if (hash_at[h.head.sequence()] != h.head.hash()) {
+        fail(h.head.sequence(), absl::StrCat("log entry ", h.head.sequence(),
+                                             " differs from its signed hash (", h.where, ")"));
+      }
+    }
+    (void)Exec(db, "COMMIT");
+    response.set_signed_head_sequence(signed_seq);
+    response.set_ok(first_bad == 0);
+    response.set_first_bad_sequence(first_bad);
+    if (first_bad != 0) {
+      response.set_message(problem);
+    } else if (options_.signer == nullptr) {
+      response.set_message(absl::StrCat(
+          "the chain of ", last_seq,
+          " entries is intact; no signing key is configured, so a removed tail cannot be detected"));
+    } else {
+      response.set_message(absl::StrCat("the chain of ", last_seq,
+                                        " entries is intact; signed up to entry ", signed_seq));
+    }
+    return response;
+  }
+
+  absl::Status SignHead() override {
+    if (options_.signer == nullptr) return absl::OkStatus();
+    std::lock_guard<std::mutex> lock(writer_mu_);
+    if (head_seq_ == 0 || head_seq_ == last_signed_seq_) return absl::OkStatus();
+    v1::SignedHead head;
+    head.set_sequence(head_seq_);
+    head.set_hash(head_hash_);
+    head.set_signature(options_.signer->Sign(HeadMessage(head_seq_, head_hash_)));
+    head.set_key_id(options_.signer->key_id());
+    head.set_at_ms(WallClockMs());
+    const std::string bytes = Canonical(head);
+    Statement insert;
+    FHIRGW_RETURN_IF_ERROR(
+        insert.Prepare(writer_, "INSERT OR REPLACE INTO signed_heads (seq, head) VALUES (?1, ?2)"));
+    insert.Bind(1, head.sequence()).BindBlob(2, bytes);
+    FHIRGW_RETURN_IF_ERROR(insert.Run());
+    // Outside the database too: deleting the database's tail must not take the evidence with it.
+    const std::string line = absl::StrCat(absl::Base64Escape(bytes), "\n");
+    const int fd = ::open(HeadsPath().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot write ", HeadsPath()));
+    const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                    ::fdatasync(fd) == 0;
+    ::close(fd);
+    if (!ok) return absl::UnavailableError(absl::StrCat("cannot write ", HeadsPath()));
+    last_signed_seq_ = head_seq_;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<int> PurgePayloads(int64_t before_ms) override {
+    int purged = 0;
+    while (true) {
+      std::lock_guard<std::mutex> lock(writer_mu_);
+      std::vector<std::string> ids;
+      {
+        Statement select;
+        FHIRGW_RETURN_IF_ERROR(select.Prepare(
+            writer_, "SELECT id FROM transactions WHERE received_at_ms < ?1 "
+                     "AND status IN (3, 5, 6, 7) AND length(record) > 0 LIMIT 500"));
+        select.Bind(1, before_ms);
+        while (true) {
+          FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
+          if (!row) break;
+          ids.push_back(select.Text(0));
+        }
+      }
+      if (ids.empty()) return purged;
+      FHIRGW_RETURN_IF_ERROR(Exec(writer_, "BEGIN IMMEDIATE"));
+      absl::Status status = [&]() -> absl::Status {
+        Statement clear, attempts, rewrite;
+        FHIRGW_RETURN_IF_ERROR(clear.Prepare(
+            writer_, "UPDATE transactions SET record = x'', fhir = '' WHERE id = ?1"));
+        FHIRGW_RETURN_IF_ERROR(attempts.Prepare(
+            writer_, "SELECT number, attempt FROM attempts WHERE transaction_id = ?1"));
+        FHIRGW_RETURN_IF_ERROR(rewrite.Prepare(
+            writer_, "UPDATE attempts SET attempt = ?3 WHERE transaction_id = ?1 AND number = ?2"));
+        for (const std::string& id : ids) {
+          clear.Bind(1, id);
+          FHIRGW_RETURN_IF_ERROR(clear.Run());
+          attempts.Bind(1, id);
+          std::vector<std::pair<int64_t, std::string>> kept;
+          while (true) {
+            FHIRGW_ASSIGN_OR_RETURN(bool row, attempts.Step());
+            if (!row) break;
+            FHIRGW_ASSIGN_OR_RETURN(std::string bytes, Open(cipher(), attempts.Text(1)));
+            v1::DeliveryAttempt attempt;
+            attempt.ParseFromString(bytes);
+            kept.emplace_back(attempts.Int(0), Seal(cipher(), WithoutResponse(attempt).SerializeAsString()));
+          }
+          attempts.Reset();
+          for (const auto& [number, bytes] : kept) {
+            rewrite.Bind(1, id).Bind(2, number).BindBlob(3, bytes);
+            FHIRGW_RETURN_IF_ERROR(rewrite.Run());
+          }
+          FHIRGW_ASSIGN_OR_RETURN(v1::LogEntry entry, EntryFor(id));
+          entry.set_event(v1::LogEntry::PURGED);
+          FHIRGW_RETURN_IF_ERROR(AppendLog(std::move(entry)));
+        }
+        return absl::OkStatus();
+      }();
+      FHIRGW_RETURN_IF_ERROR(Finish(status));
+      purged += static_cast<int>(ids.size());
+    }
   }
 
   absl::Status Ping() override {
@@ -641,7 +1060,10 @@ class SqliteStore final : public Store {
       if (commit.ok()) {
         for (Pending& p : batch) results.push_back(AppendGroup(p.entries));
         commit = Exec(writer_, "COMMIT");
-        if (!commit.ok()) (void)Exec(writer_, "ROLLBACK");
+        if (!commit.ok()) {
+          (void)Exec(writer_, "ROLLBACK");
+          (void)LoadHead();
+        }
       }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -656,12 +1078,16 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<std::vector<AppendResult>> AppendGroup(const std::vector<NewEntry>& entries) {
     FHIRGW_RETURN_IF_ERROR(Exec(writer_, "SAVEPOINT append_group"));
+    const int64_t head_seq = head_seq_;
+    const std::string head_hash = head_hash_;
     std::vector<AppendResult> results;
     for (const NewEntry& entry : entries) {
       absl::StatusOr<AppendResult> result = AppendOne(entry);
       if (!result.ok()) {
         (void)Exec(writer_, "ROLLBACK TO append_group");
         (void)Exec(writer_, "RELEASE append_group");
+        head_seq_ = head_seq;
+        head_hash_ = head_hash;
         return result.status();
       }
       results.push_back(*std::move(result));
@@ -686,6 +1112,14 @@ class SqliteStore final : public Store {
           result.status = static_cast<v1::TransactionStatus>(latest_.Int(3));
           result.alerts = ParseAlerts(latest_.Text(4));
           result.sequence = latest_.Int(5);
+          latest_.Reset();
+          // A resend changes nothing, but who sent what and when is part of the record.
+          FHIRGW_ASSIGN_OR_RETURN(v1::LogEntry entry, EntryFor(result.transaction_id));
+          entry.set_event(v1::LogEntry::RESENT);
+          entry.set_status(result.status);
+          entry.set_principal(e.principal);
+          entry.set_at_ms(e.received_at_ms);
+          FHIRGW_RETURN_IF_ERROR(AppendLog(std::move(entry)));
           return result;
         }
         version = latest_.Int(1) + 1;
@@ -707,11 +1141,27 @@ class SqliteStore final : public Store {
         .Bind(10, e.patient_id)
         .Bind(11, e.principal)
         .Bind(12, e.received_at_ms)
-        .BindBlob(13, e.record)
-        .Bind(14, e.fhir_json)
+        .BindBlob(13, Seal(cipher(), e.record))
+        .BindBlob(14, Seal(cipher(), e.fhir_json))
         .BindBlob(15, SerializeAlerts(e.alerts));
     FHIRGW_RETURN_IF_ERROR(insert_.Run());
     result.sequence = sqlite3_last_insert_rowid(writer_);
+    v1::LogEntry entry;
+    entry.set_event(v1::LogEntry::RECORD_LOGGED);
+    entry.set_at_ms(e.received_at_ms);
+    entry.set_transaction_id(result.transaction_id);
+    entry.set_clinic_id(e.clinic_id);
+    entry.set_record_id(e.record_id);
+    entry.set_version(version);
+    entry.set_kind(e.kind);
+    entry.set_direction(e.direction);
+    entry.set_destination(e.destination);
+    entry.set_principal(e.principal);
+    entry.set_patient_id(e.patient_id);
+    entry.set_record_sha256(Sha256(e.record));
+    entry.set_fhir_sha256(Sha256(e.fhir_json));
+    entry.set_status(result.status);
+    FHIRGW_RETURN_IF_ERROR(AppendLog(std::move(entry)));
     for (const std::string& key : e.patient_keys) {
       link_patient_.Bind(1, key).Bind(2, e.clinic_id).Bind(3, e.patient_id);
       FHIRGW_RETURN_IF_ERROR(link_patient_.Run());
@@ -719,12 +1169,196 @@ class SqliteStore final : public Store {
     return result;
   }
 
+  const PayloadCipher* cipher() const { return options_.cipher.get(); }
+
+  // The log entry skeleton of an existing transaction (writer lock held).
+  absl::StatusOr<v1::LogEntry> EntryFor(const std::string& transaction_id) {
+    ResetOnExit reset(tx_meta_);
+    tx_meta_.Bind(1, transaction_id);
+    FHIRGW_ASSIGN_OR_RETURN(bool row, tx_meta_.Step());
+    if (!row) return absl::NotFoundError(absl::StrCat("no transaction ", transaction_id));
+    v1::LogEntry entry;
+    entry.set_transaction_id(transaction_id);
+    entry.set_clinic_id(tx_meta_.Text(0));
+    entry.set_record_id(tx_meta_.Text(1));
+    entry.set_version(tx_meta_.Int(2));
+    entry.set_kind(static_cast<v1::RecordKind>(tx_meta_.Int(3)));
+    entry.set_direction(static_cast<v1::Direction>(tx_meta_.Int(4)));
+    entry.set_destination(tx_meta_.Text(5));
+    entry.set_patient_id(tx_meta_.Text(6));
+    entry.set_status(static_cast<v1::TransactionStatus>(tx_meta_.Int(7)));
+    return entry;
+  }
+
+  // Appends `entry` to the hash chain (writer lock held, inside a database transaction).
+  absl::Status AppendLog(v1::LogEntry entry) {
+    entry.set_sequence(head_seq_ + 1);
+    if (entry.at_ms() == 0) entry.set_at_ms(WallClockMs());
+    const std::string canonical = Canonical(entry);
+    std::string hash = ChainHash(head_hash_, canonical);
+    insert_log_.Bind(1, entry.sequence())
+        .Bind(2, entry.at_ms())
+        .Bind(3, entry.transaction_id())
+        .BindBlob(4, canonical)
+        .BindBlob(5, head_hash_)
+        .BindBlob(6, hash);
+    FHIRGW_RETURN_IF_ERROR(insert_log_.Run());
+    head_seq_ = entry.sequence();
+    head_hash_ = std::move(hash);
+    return absl::OkStatus();
+  }
+
+  // Commits the transaction begun by the caller when `status` is OK, else rolls it back (and
+  // forgets the chain entries it appended).
+  absl::Status Finish(const absl::Status& status) {
+    if (status.ok()) {
+      absl::Status commit = Exec(writer_, "COMMIT");
+      if (commit.ok()) return commit;
+      (void)Exec(writer_, "ROLLBACK");
+      (void)LoadHead();
+      return commit;
+    }
+    (void)Exec(writer_, "ROLLBACK");
+    (void)LoadHead();
+    return status;
+  }
+
+  struct SignedHeadRecord {
+    v1::SignedHead head;
+    std::string where;  // "database" or the heads file
+  };
+
+  std::string HeadsPath() const { return options_.path + ".heads"; }
+
+  // Reads the signed heads from the database and from the heads file beside it.
+  absl::Status ReadSignedHeads(sqlite3* db, std::vector<SignedHeadRecord>& heads) {
+    Statement select;
+    FHIRGW_RETURN_IF_ERROR(select.Prepare(db, "SELECT head FROM signed_heads ORDER BY seq"));
+    while (true) {
+      FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      SignedHeadRecord record{v1::SignedHead(), "database"};
+      record.head.ParseFromString(select.Text(0));
+      heads.push_back(std::move(record));
+    }
+    std::ifstream file(HeadsPath());
+    std::string line;
+    while (std::getline(file, line)) {
+      std::string bytes;
+      SignedHeadRecord record{v1::SignedHead(), HeadsPath()};
+      if (!absl::Base64Unescape(line, &bytes) || !record.head.ParseFromString(bytes)) continue;
+      heads.push_back(std::move(record));
+    }
+    return absl::OkStatus();
+  }
+
+  using FailFn = std::function<void(int64_t, std::string)>;
+
+  // Checks one transaction row against its log entries: it was logged, its payloads are the ones
+  // logged (or were purged, which is logged too), its status is the last one logged, and its
+  // attempts are the logged ones.
+  absl::Status CheckTransaction(const std::string& id, int status, const std::string& record,
+                                const std::string& fhir, Statement& events, Statement& attempts,
+                                const FailFn& fail) {
+    events.Bind(1, id);
+    std::vector<std::pair<int64_t, v1::LogEntry>> entries;
+    while (true) {
+      FHIRGW_ASSIGN_OR_RETURN(bool row, events.Step());
+      if (!row) break;
+      v1::LogEntry entry;
+      entry.ParseFromString(events.Text(1));
+      entries.emplace_back(events.Int(0), std::move(entry));
+    }
+    events.Reset();
+    if (entries.empty() || entries.front().second.event() != v1::LogEntry::RECORD_LOGGED) {
+      fail(entries.empty() ? std::numeric_limits<int64_t>::max() : entries.front().first,
+           absl::StrCat("transaction ", id, " has no log entry recording it"));
+      return absl::OkStatus();
+    }
+    const v1::LogEntry& logged = entries.front().second;
+    const int64_t logged_seq = entries.front().first;
+    bool purged = false;
+    for (const auto& [seq, entry] : entries) purged |= entry.event() == v1::LogEntry::PURGED;
+    absl::StatusOr<std::string> plain_record = Open(cipher(), record);
+    absl::StatusOr<std::string> plain_fhir = Open(cipher(), fhir);
+    if (!plain_record.ok() || !plain_fhir.ok()) {
+      fail(logged_seq, absl::StrCat("transaction ", id, ": a payload cannot be decrypted (",
+                                    (!plain_record.ok() ? plain_record : plain_fhir).status().message(),
+                                    ")"));
+      return absl::OkStatus();
+    }
+    const bool empty = plain_record->empty() && plain_fhir->empty();
+    if (!(purged && empty) && (Sha256(*plain_record) != logged.record_sha256() ||
+                               Sha256(*plain_fhir) != logged.fhir_sha256())) {
+      fail(logged_seq, absl::StrCat("transaction ", id, " (log entry ", logged_seq,
+                                    "): the stored record or FHIR is not what was logged"));
+    }
+    if (entries.back().second.status() != status) {
+      fail(entries.back().first,
+           absl::StrCat("transaction ", id, ": its status ",
+                        v1::TransactionStatus_Name(static_cast<v1::TransactionStatus>(status)),
+                        " is not the status logged last (",
+                        v1::TransactionStatus_Name(entries.back().second.status()), ", entry ",
+                        entries.back().first, ")"));
+    }
+    std::vector<const std::pair<int64_t, v1::LogEntry>*> logged_attempts;
+    for (const auto& e : entries) {
+      if (e.second.event() == v1::LogEntry::DELIVERY_ATTEMPT) logged_attempts.push_back(&e);
+    }
+    attempts.Bind(1, id);
+    size_t index = 0;
+    while (true) {
+      FHIRGW_ASSIGN_OR_RETURN(bool row, attempts.Step());
+      if (!row) break;
+      absl::StatusOr<std::string> bytes = Open(cipher(), attempts.Text(0));
+      v1::DeliveryAttempt attempt;
+      if (!bytes.ok() || !attempt.ParseFromString(*bytes)) {
+        fail(logged_seq, absl::StrCat("transaction ", id, ": an attempt cannot be read"));
+        break;
+      }
+      if (index >= logged_attempts.size()) {
+        fail(logged_seq, absl::StrCat("transaction ", id, ": attempt ", attempt.number(),
+                                      " was never logged"));
+        break;
+      }
+      const auto& [seq, entry] = *logged_attempts[index++];
+      const bool same = Canonical(WithoutResponse(attempt)) == Canonical(entry.attempt()) &&
+                        ((purged && attempt.response().empty()) ||
+                         Sha256(attempt.response()) == entry.response_sha256());
+      if (!same) {
+        fail(seq, absl::StrCat("transaction ", id, ": attempt ", attempt.number(),
+                               " is not the one logged (entry ", seq, ")"));
+      }
+    }
+    attempts.Reset();
+    if (index < logged_attempts.size()) {
+      fail(logged_attempts[index]->first,
+           absl::StrCat("transaction ", id, ": a logged attempt is missing from the database"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Reads the chain head from the database (writer lock held).
+  absl::Status LoadHead() {
+    Statement select;
+    FHIRGW_RETURN_IF_ERROR(
+        select.Prepare(writer_, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"));
+    FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
+    head_seq_ = row ? select.Int(0) : 0;
+    head_hash_ = row ? select.Text(1) : std::string();
+    return absl::OkStatus();
+  }
+
   const SqliteOptions options_;
   sqlite3* writer_ = nullptr;
   sqlite3* reader_ = nullptr;
   std::mutex writer_mu_;  // guards writer_ and the statements prepared on it
   std::mutex reader_mu_;  // guards reader_
-  Statement latest_, insert_, claim_, insert_attempt_, complete_, link_patient_, link_ehr_patient_;
+  Statement latest_, insert_, claim_, insert_attempt_, complete_, link_patient_, link_ehr_patient_,
+      tx_meta_, insert_log_;
+  int64_t head_seq_ = 0;   // guarded by writer_mu_: the chain head
+  int64_t last_signed_seq_ = 0;  // guarded by writer_mu_
+  std::string head_hash_;  // guarded by writer_mu_
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "gateway/crypto.h"
 #include "gateway/store.h"
 
 namespace fhirgw::gateway {
@@ -21,6 +22,11 @@ struct SqliteOptions {
   // After the first queued append, wait this long for more before committing (0: commit at once;
   // appends that arrive during a commit form the next batch anyway).
   int max_batch_delay_us = 0;
+  // Encrypts payloads at rest when set.
+  std::shared_ptr<const PayloadCipher> cipher = nullptr;
+  // Signs the chain head when set; signed heads also go to `path` + ".heads", outside the database,
+  // so that deleting the database's tail (and its signatures) is still detected.
+  std::shared_ptr<const HeadSigner> signer = nullptr;
 };
 
 // Opens (creating if needed) the log at `options.path`, creating its directory and schema.

@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "fhirgw/v1/audit.pb.h"
 #include "fhirgw/v1/gateway.pb.h"
 
 namespace fhirgw::gateway {
@@ -95,6 +96,28 @@ struct QueueStats {
   int64_t oldest_undelivered_ms = 0;  // received_at of the oldest undelivered; 0 when none
 };
 
+// Filters of AuditService.QueryTransactions; empty fields do not filter.
+struct TransactionQuery {
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;  // exclusive; 0: no end
+  std::string clinic_id;
+  std::vector<std::string> clinic_scope;  // the caller's clinics (empty: all)
+  // The clinic's patient id, or "system|value" of any identifier the patient is known by.
+  std::string patient_identifier;
+  v1::RecordKind kind = v1::RECORD_KIND_UNSPECIFIED;
+  v1::Direction direction = v1::DIRECTION_UNSPECIFIED;
+  v1::TransactionStatus status = v1::TRANSACTION_STATUS_UNSPECIFIED;
+  std::string destination;
+  std::string record_id;
+  int page_size = 50;
+  std::string page_token;
+};
+
+struct TransactionPage {
+  std::vector<v1::Transaction> transactions;
+  std::string next_page_token;
+};
+
 class Store {
  public:
   using AppendCallback = std::function<void(absl::StatusOr<AppendResult>)>;
@@ -165,6 +188,28 @@ class Store {
                                                           int64_t now_ms) = 0;
 
   virtual absl::StatusOr<QueueStats> Stats() = 0;
+
+  // --- Audit -------------------------------------------------------------------------------------
+
+  // Returns a page of transactions matching `query`, newest first, without payloads.
+  virtual absl::StatusOr<TransactionPage> Query(const TransactionQuery& query) = 0;
+
+  // Calls `fn` with each log entry recorded in [from_ms, to_ms) (to_ms 0: no end), in log order,
+  // for the clinics in `clinic_scope` (empty: all). Stops at the first error `fn` returns.
+  virtual absl::Status ForEachLogEntry(
+      int64_t from_ms, int64_t to_ms, const std::vector<std::string>& clinic_scope,
+      const std::function<absl::Status(const v1::LogEntry&)>& fn) = 0;
+
+  // Recomputes the hash chain, checks every transaction against its log entries and the newest
+  // signed chain head against the chain (so that a truncated tail is detected).
+  virtual absl::StatusOr<v1::VerifyLogResponse> Verify() = 0;
+
+  // Signs the chain head if it moved since the last signature (no-op without a signing key).
+  virtual absl::Status SignHead() = 0;
+
+  // Purges the payloads (PHI) of finished transactions received before `before_ms`; hashes and
+  // metadata stay, so the chain still verifies. Returns how many transactions were purged.
+  virtual absl::StatusOr<int> PurgePayloads(int64_t before_ms) = 0;
 
   // Checks that the store answers (for /readyz).
   virtual absl::Status Ping() = 0;

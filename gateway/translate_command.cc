@@ -66,7 +66,8 @@ class Translator {
 int RunReverseTranslate(const std::string& path, std::FILE* in, std::FILE* out, std::FILE* err) {
   // Offline the tenant is unknown: fhirgw's default identifier systems of any tenant are
   // recognised (see ReverseContext), and the records carry no clinic_id.
-  const mappers::ReverseContext context;
+  mappers::ReverseContext context;
+  context.match_any_tenant = true;
   int mapped = 0;
   std::string text;
   absl::Status read = ForEachRecordText(path, in, [&](absl::string_view json, int line) {

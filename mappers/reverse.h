@@ -19,7 +19,8 @@
 //     names it and the Encounter its `context` names.
 //   - QuestionnaireResponse -> QuestionnaireRecord, absorbing the Observations derivedFrom it and
 //     the Flags of the Bundle.
-//   - a PHQ-9, GAD-7 or PHQ-2 total or panel Observation not derived from a QuestionnaireResponse of
+//   - a PHQ-9, GAD-7 or PHQ-2 total or panel Observation not derived from a QuestionnaireResponse
+//   of
 //     the input -> QuestionnaireRecord (reported_total, and answers from hasMember or components).
 //   - MedicationStatement, and MedicationRequest (source HOSPITAL_RECORD) -> MedicationStatement-
 //     Record; Encounter (not absorbed) -> EncounterRecord; Patient referenced by nothing else ->
@@ -43,9 +44,12 @@ struct ReverseContext {
   // The tenant the records are for (may be empty offline); copied into every record's clinic_id.
   std::string clinic_id;
   // The tenant's identifier systems, to recognise fhirgw's own identifiers (record ids, the clinic
-  // patient id). A system left empty matches fhirgw's default form for any tenant,
-  // "urn:fhirgw:<tenant>:<type>", which suits offline use when the tenant is unknown.
+  // patient id). A system left empty recognises nothing, unless `match_any_tenant`.
   IdentifierSystems systems;
+  // Where `systems` leaves a system empty, recognise fhirgw's default form for any tenant,
+  // "urn:fhirgw:<tenant>:<type>". For offline translation only (the tenant is unknown there): a
+  // record passed to a clinic must never carry another clinic's ids.
+  bool match_any_tenant = false;
 
   // Returns the context of `clinic_id` with its default identifier systems.
   static ReverseContext ForTenant(absl::string_view clinic_id);

@@ -183,6 +183,23 @@ TEST(FhirClientTest, PostsTheBundleAsFhirJson) {
   EXPECT_EQ(seen[0].authorization, "");
 }
 
+TEST(FhirClientTest, PostsAnEmptyBody) {
+  TestServer server;
+  Recorder recorder;
+  server.server().Post("/fhir", [&](const httplib::Request& req, httplib::Response& res) {
+    recorder.Add(req);
+    res.status = 400;
+  });
+  server.Start();
+  std::unique_ptr<FhirClient> client = MakeClient(Destination(server));
+  ASSERT_NE(client, nullptr);
+
+  EXPECT_EQ(client->PostTransaction("").http_status, 400);
+  std::vector<Seen> seen = recorder.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body, "");
+}
+
 TEST(FhirClientTest, SendsABearerTokenFromEachSource) {
   TestServer server;
   Recorder recorder;

@@ -587,5 +587,110 @@ TEST(TranslateCliTest, UnknownFlagIsAUsageError) {
   EXPECT_THAT(r.err, HasSubstr("no_such_flag"));
 }
 
+// ---- translate --reverse: FHIR R4 -> clinic records ----
+
+constexpr char kHospitalMedicationList[] =
+    "tests/golden/reverse/hospital-medication-list.fhir.json";
+constexpr char kHospitalPhq9[] = "tests/golden/reverse/hospital-phq9-response.fhir.json";
+
+// The clinic records printed by translate --reverse: one compact protobuf-JSON object a line.
+std::vector<rapidjson::Document> RecordLines(const std::string& out) {
+  std::vector<rapidjson::Document> records;
+  for (const std::string& line : Lines(out)) {
+    rapidjson::Document record;
+    EXPECT_TRUE(ParseJson(line, record));
+    EXPECT_TRUE(record.IsObject() && record.HasMember("recordId")) << line;
+    EXPECT_EQ(line, CompactJson(record)) << "not compact";
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+TEST(TranslateReverseCliTest, BundleGivesOneRecordALineAndIssuesWithPaths) {
+  const SubprocessResult r = Fhirgw({"translate", "--reverse", kHospitalMedicationList});
+  ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
+  const std::vector<rapidjson::Document> records = RecordLines(r.out);
+  ASSERT_THAT(records, SizeIs(3));
+  EXPECT_STREQ(records[0]["recordId"].GetString(), "https://ehr.mercy.example.org/orders|ORD-11");
+  EXPECT_STREQ(records[0]["medicationStatement"]["informationSource"].GetString(),
+               "HOSPITAL_RECORD");
+  EXPECT_STREQ(records[1]["medicationStatement"]["status"].GetString(), "NOT_TAKEN");
+  EXPECT_STREQ(records[2]["medicationStatement"]["adherence"].GetString(),
+               "TAKING_NOT_AS_DIRECTED");
+  EXPECT_EQ(r.err,
+            "Bundle.entry[4].resource.resourceType: 'Condition' is not supported; supported "
+            "resource types: MedicationStatement, MedicationRequest, MedicationAdministration, "
+            "QuestionnaireResponse, Observation (PHQ-9, GAD-7, PHQ-2), Encounter, Patient\n");
+}
+
+TEST(TranslateReverseCliTest, ForwardOutputComesBackAsTheRecord) {
+  const SubprocessResult forward = Fhirgw({"translate", kInfusion});
+  ASSERT_TRUE(forward.ExitedWith(0)) << forward.Describe();
+  const SubprocessResult r = Fhirgw({"translate", "--reverse", "-"}, forward.out);
+  ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
+  EXPECT_EQ(r.err, "");
+  const std::vector<rapidjson::Document> records = RecordLines(r.out);
+  ASSERT_THAT(records, SizeIs(1));
+  const rapidjson::Document example = LoadExample(kInfusion);
+  EXPECT_EQ(records[0]["recordId"], example["recordId"]);
+  EXPECT_EQ(records[0]["patient"], example["patient"]);
+  // Offline the tenant is unknown: fhirgw's identifiers are recognised, no clinicId is invented.
+  EXPECT_FALSE(records[0].HasMember("clinicId"));
+  const rapidjson::Value& infusion = records[0]["infusion"];
+  EXPECT_EQ(infusion["vitals"], example["infusion"]["vitals"]);
+  EXPECT_EQ(infusion["doseMgPerKg"], example["infusion"]["doseMgPerKg"]);
+  EXPECT_EQ(infusion["sessionNumber"], example["infusion"]["sessionNumber"]);
+  EXPECT_EQ(infusion["adverseEvents"], example["infusion"]["adverseEvents"]);
+}
+
+TEST(TranslateReverseCliTest, NdjsonProblemsArePrefixedWithTheirLine) {
+  const std::string ndjson =
+      CompactExample(kHospitalPhq9) + "\n" + R"({"resourceType":"Condition","id":"c1"})" + "\n\n" +
+      R"({"resourceType":"MedicationStatement","id":"ms1","status":"active",)"
+      R"("medicationCodeableConcept":{"text":"sertraline"},"subject":{"reference":"Patient/p1"},)"
+      R"("effectiveDateTime":"2025-13"})" +
+      "\n";
+  TempFile file("reverse.ndjson", ndjson);
+  const SubprocessResult r = Fhirgw({"translate", "--reverse", file.path()});
+  ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
+  const std::vector<rapidjson::Document> records = RecordLines(r.out);
+  ASSERT_THAT(records, SizeIs(2));
+  EXPECT_TRUE(records[0].HasMember("questionnaire"));
+  EXPECT_TRUE(records[1].HasMember("medicationStatement"));
+  const std::vector<std::string> err = Lines(r.err);
+  ASSERT_THAT(err, SizeIs(3)) << r.err;
+  EXPECT_THAT(err[0], StartsWith("line 1: QuestionnaireResponse.item[3].linkId: "));
+  EXPECT_THAT(err[1], StartsWith("line 2: Condition.resourceType: 'Condition' is not supported"));
+  EXPECT_THAT(err[2], AllOf(StartsWith("line 4: MedicationStatement.effectiveDateTime: "),
+                            HasSubstr("month 13"), EndsWith("(warning)")));
+}
+
+TEST(TranslateReverseCliTest, NothingMappedExitsTwo) {
+  for (const std::string& input :
+       {std::string(R"({"resourceType":"Condition","id":"c1"})"), std::string("{not json"),
+        std::string(R"({"resourceType":"Bundle","type":"transaction-response","entry":[]})")}) {
+    SCOPED_TRACE(input);
+    const SubprocessResult r = Fhirgw({"translate", "--reverse", "-"}, input);
+    EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
+    EXPECT_EQ(r.out, "");
+    EXPECT_THAT(r.err, AllOf(HasSubstr(": "),
+                             EndsWith("fhirgw translate: nothing could be mapped to a clinic "
+                                      "record\n")));
+  }
+  const SubprocessResult condition =
+      Fhirgw({"translate", "--reverse", "-"}, R"({"resourceType":"Condition","id":"c1"})");
+  EXPECT_THAT(condition.err, HasSubstr("Condition.resourceType: 'Condition' is not supported; "
+                                       "supported resource types: MedicationStatement"));
+  const SubprocessResult malformed = Fhirgw({"translate", "--reverse", "-"}, "{not json");
+  EXPECT_THAT(malformed.err, StartsWith("input: is not valid JSON"));
+}
+
+TEST(TranslateReverseCliTest, UnreadableInputExitsOne) {
+  const SubprocessResult r = Fhirgw({"translate", "--reverse", "no/such/bundle.json"});
+  EXPECT_TRUE(r.ExitedWith(1)) << r.Describe();
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, HasSubstr("cannot read no/such/bundle.json"));
+}
+
 }  // namespace
 }  // namespace fhirgw::gateway

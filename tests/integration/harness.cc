@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -59,6 +61,7 @@ HttpAnswer AnswerOf(const httplib::Result& result) {
   }
   answer.status = result->status;
   answer.body = result->body;
+  for (const auto& [name, value] : result->headers) answer.headers.emplace_back(name, value);
   return answer;
 }
 
@@ -94,6 +97,36 @@ HttpAnswer HttpGet(const std::string& host_port, const std::string& path) {
 HttpAnswer HttpPost(const std::string& host_port, const std::string& path,
                     const std::string& json_body) {
   return AnswerOf(ClientFor(host_port)->Post(path.c_str(), json_body, "application/json"));
+}
+
+HttpAnswer HttpSend(const std::string& host_port, const std::string& method,
+                    const std::string& path, const std::string& body,
+                    const std::string& content_type,
+                    const std::vector<std::pair<std::string, std::string>>& headers) {
+  httplib::Headers extra;
+  for (const auto& [name, value] : headers) extra.emplace(name, value);
+  std::unique_ptr<httplib::Client> client = ClientFor(host_port);
+  if (method == "PUT") {
+    return AnswerOf(client->Put(path.c_str(), extra, body, content_type.c_str()));
+  }
+  if (method != "POST") {
+    ADD_FAILURE() << "HttpSend: unsupported method " << method;
+    return HttpAnswer{0, "unsupported method " + method, {}};
+  }
+  return AnswerOf(client->Post(path.c_str(), extra, body, content_type.c_str()));
+}
+
+std::string HttpAnswer::Header(const std::string& name) const {
+  for (const auto& [key, value] : headers) {
+    if (key.size() == name.size() &&
+        std::equal(key.begin(), key.end(), name.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return value;
+    }
+  }
+  return "";
 }
 
 rapidjson::Document ParseJson(const std::string& json) {
@@ -270,10 +303,14 @@ std::string GatewayConfigText(const GatewaySettings& s) {
        << "  concurrency: " << s.concurrency << "\n"
        << "  retry { max_attempts: " << s.max_attempts
        << " initial_backoff_ms: " << s.initial_backoff_ms << " max_backoff_ms: " << s.max_backoff_ms
-       << " }\n"
-       << "}\n"
+       << " }\n";
+  if (s.destination_poll_interval_ms > 0) {
+    text << "  poll { interval_ms: " << s.destination_poll_interval_ms << " }\n";
+  }
+  text << "}\n"
        << "default_destination: \"ehr\"\n"
        << "delivery { poll_interval_ms: " << s.poll_interval_ms << " }\n";
+  if (!s.extra_config.empty()) text << s.extra_config << "\n";
   return text.str();
 }
 

@@ -27,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fhirgw/v1/gateway.grpc.pb.h"
@@ -46,11 +47,23 @@ std::string ReadFileOrEmpty(const std::string& path);
 struct HttpAnswer {
   int status = 0;
   std::string body;
+  // The response headers as received (empty when the request failed).
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // The first value of the header `name` (case-insensitive); "" when absent.
+  std::string Header(const std::string& name) const;
 };
 // GET or POST `path` at http://`host_port` (HOST:PORT), with short timeouts.
 HttpAnswer HttpGet(const std::string& host_port, const std::string& path);
 HttpAnswer HttpPost(const std::string& host_port, const std::string& path,
                     const std::string& json_body);
+
+// Sends `method` ("POST" or "PUT") `path` to http://`host_port` with `body` as `content_type`
+// plus `headers`, with the same short timeouts.
+HttpAnswer HttpSend(const std::string& host_port, const std::string& method,
+                    const std::string& path, const std::string& body,
+                    const std::string& content_type,
+                    const std::vector<std::pair<std::string, std::string>>& headers = {});
 
 // Parses `json`; a parse error leaves a Document whose HasParseError() is true.
 rapidjson::Document ParseJson(const std::string& json);
@@ -112,6 +125,10 @@ struct GatewaySettings {
   int request_timeout_ms = 15000;
   int drain_timeout_ms = 10000;
   int poll_interval_ms = 50;
+  // > 0: the destination's `poll { interval_ms }` (pull from the EHR); 0 leaves polling off.
+  int destination_poll_interval_ms = 0;
+  // Textproto appended to the config as is, e.g. `inbound { bearer_token_sha256: "..." }`.
+  std::string extra_config;
 };
 
 // Writes the textproto GatewayConfig for `settings` (listen and http_listen on port 0).
