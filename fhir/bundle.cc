@@ -14,22 +14,25 @@ bool IsQuerySafe(char c) {
 
 void AppendPercentEncoded(absl::string_view text, std::string& out) {
   static constexpr char kHex[] = "0123456789ABCDEF";
-  for (char c : text) {
-    if (IsQuerySafe(c)) {
-      out.push_back(c);
-    } else {
-      const auto byte = static_cast<unsigned char>(c);
-      out.push_back('%');
-      out.push_back(kHex[byte >> 4]);
-      out.push_back(kHex[byte & 0xF]);
-    }
+  // Runs of safe characters (all of a typical identifier) are appended at once.
+  size_t run = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (IsQuerySafe(c)) continue;
+    out.append(text.data() + run, i - run);
+    const auto byte = static_cast<unsigned char>(c);
+    const char escaped[3] = {'%', kHex[byte >> 4], kHex[byte & 0xF]};
+    out.append(escaped, 3);
+    run = i + 1;
   }
+  out.append(text.data() + run, text.size() - run);
 }
 
 }  // namespace
 
 std::string IdentifierSearch(absl::string_view system, absl::string_view value) {
   std::string out = "identifier=";
+  out.reserve(out.size() + system.size() + value.size() + 16);
   AppendPercentEncoded(system, out);
   out.push_back('|');
   AppendPercentEncoded(value, out);

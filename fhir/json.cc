@@ -1,5 +1,6 @@
 #include "fhir/json.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "rapidjson/prettywriter.h"
@@ -13,17 +14,43 @@ JsonValue CopyString(absl::string_view s, JsonAlloc& alloc) {
   return JsonValue(s.data(), static_cast<rapidjson::SizeType>(s.size()), alloc);
 }
 
-// Appends to a std::string, so that serialization needs no intermediate buffer copy.
+// Appends to a std::string, so that serialization needs no intermediate buffer copy. RapidJSON's
+// writer reserves room before each token (PutReserve) and then stores characters unchecked
+// (PutUnsafe), as it does for its own StringBuffer; a push_back per character cost a fifth of
+// `fhirgw translate`.
 class StringOutput {
  public:
   using Ch = char;
-  explicit StringOutput(std::string& out) : out_(out) {}
-  void Put(char c) { out_.push_back(c); }
+  explicit StringOutput(std::string& out) : out_(out) { SetCursor(out.size()); }
+  ~StringOutput() { out_.resize(static_cast<size_t>(cursor_ - out_.data())); }
+
+  void Reserve(size_t count) {
+    if (static_cast<size_t>(end_ - cursor_) >= count) return;
+    const size_t size = static_cast<size_t>(cursor_ - out_.data());
+    out_.resize(std::max(out_.size() * 2, size + count + 1024));
+    SetCursor(size);
+  }
+  void PutUnsafe(char c) { *cursor_++ = c; }
+  void Put(char c) {
+    Reserve(1);
+    PutUnsafe(c);
+  }
   void Flush() {}
 
  private:
-  std::string& out_;
+  void SetCursor(size_t size) {
+    cursor_ = out_.data() + size;
+    end_ = out_.data() + out_.size();
+  }
+
+  std::string& out_;  // longer than what was written while writing
+  char* cursor_;
+  char* end_;
 };
+
+// Found by argument-dependent lookup from rapidjson::Writer, in preference to its generic versions.
+inline void PutReserve(StringOutput& stream, size_t count) { stream.Reserve(count); }
+inline void PutUnsafe(StringOutput& stream, char c) { stream.PutUnsafe(c); }
 
 }  // namespace
 

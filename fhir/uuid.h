@@ -37,6 +37,12 @@ std::string ResourceUrn(absl::string_view tenant, absl::string_view resource_typ
 // security.
 std::array<uint8_t, 20> Sha1(absl::string_view data);
 
+// Returns Sha1(`data`) computed without the CPU's SHA extensions, which Sha1 uses where the CPU
+// has them (for tests that compare the two).
+std::array<uint8_t, 20> Sha1Portable(absl::string_view data);
+// True when Sha1 uses the CPU's SHA extensions.
+bool Sha1UsesCpuExtensions();
+
 }  // namespace fhirgw::fhir
 
 #endif  // FHIRGW_FHIR_UUID_H_

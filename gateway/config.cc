@@ -63,6 +63,9 @@ void ApplyDefaults(v1::GatewayConfig& config) {
   if (store.has_sqlite() && store.sqlite().path().empty()) {
     store.mutable_sqlite()->set_path(absl::StrCat(config.data_dir(), "/fhirgw.db"));
   }
+  if (store.has_postgres() && store.postgres().lease_ms() == 0) {
+    store.mutable_postgres()->set_lease_ms(30000);
+  }
   if (store.max_batch() == 0) store.set_max_batch(256);
   if (config.destinations().empty()) {
     v1::Destination& outbox = *config.add_destinations();
@@ -179,6 +182,16 @@ absl::Status ValidateConfig(const v1::GatewayConfig& config) {
   }
   if (config.store().max_batch_delay_us() < 0 || config.store().max_batch_delay_us() > 1000000) {
     errors.push_back("store.max_batch_delay_us: must be 0..1000000");
+  }
+  if (config.store().has_postgres()) {
+    const v1::StoreConfig::Postgres& pg = config.store().postgres();
+    if (pg.dsn().empty() == pg.dsn_env().empty()) {
+      errors.push_back("store.postgres: needs exactly one of dsn and dsn_env");
+    }
+    if (pg.lease_ms() < 100 || pg.lease_ms() > 3600000) {
+      errors.push_back(
+          absl::StrCat("store.postgres.lease_ms: ", pg.lease_ms(), " must be 100..3600000"));
+    }
   }
   if (config.drain_timeout_ms() < 0) errors.push_back("drain_timeout_ms: must not be negative");
   for (int i = 0; i < config.routes_size(); ++i) {

@@ -1,12 +1,8 @@
 #include "gateway/inbound.h"
 
-#include <openssl/crypto.h>
-
 #include <future>
 #include <set>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -23,11 +19,6 @@ namespace fhirgw::gateway {
 namespace {
 
 constexpr char kFhirJson[] = "application/fhir+json";
-
-bool IsLoopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "::1" || host == "localhost" ||
-         absl::StartsWith(host, "127.");
-}
 
 void Reply(httplib::Response& res, int status, const fhir::JsonValue& body) {
   res.status = status;
@@ -65,33 +56,30 @@ std::string LocationOf(const RoutedRecord& routed, const AppendResult& appended)
 }  // namespace
 
 InboundService::InboundService(Store& store, const v1::GatewayConfig& config, InboundHub& hub,
-                               MetricsRegistry& metrics)
-    : store_(store), config_(config), hub_(hub), metrics_(metrics) {
-  std::string host;
-  int port = 0;
-  const bool loopback =
-      SplitHostPort(config.http_listen(), "http_listen", host, port).ok() && IsLoopback(host);
-  open_without_token_ = config.inbound().bearer_token_sha256().empty() && loopback;
-  if (open_without_token_) {
-    LogWarning(
-        "inbound FHIR endpoint: no bearer tokens configured; accepting unauthenticated requests "
-        "because the HTTP listener is on loopback (development only)");
-  }
-}
+                               MetricsRegistry& metrics, const Authenticator& auth)
+    : store_(store), config_(config), hub_(hub), metrics_(metrics), auth_(auth) {}
 
-bool InboundService::Authorized(const std::string& authorization) const {
-  if (open_without_token_) return true;
-  absl::string_view token = authorization;
-  if (!absl::ConsumePrefix(&token, "Bearer ") || token.empty()) return false;
-  const std::string digest = absl::BytesToHexString(Sha256(token));
-  bool match = false;
-  for (const std::string& allowed : config_.inbound().bearer_token_sha256()) {
-    const std::string want = absl::AsciiStrToLower(allowed);
-    // Constant-time comparison: the digest of a guessed token must not leak through timing.
-    match |= want.size() == digest.size() &&
-             CRYPTO_memcmp(want.data(), digest.data(), digest.size()) == 0;
+std::optional<Principal> InboundService::Admit(const httplib::Request& req,
+                                               httplib::Response& res) const {
+  absl::StatusOr<Principal> who = auth_.FromHttp(req);
+  absl::Status status = who.status();
+  // Compatibility: before security.credentials, configured inbound tokens were required even
+  // though everything else was open. The development principal does not replace them.
+  if (who.ok() && who->development && !config_.inbound().bearer_token_sha256().empty()) {
+    status = absl::UnauthenticatedError(
+        "a valid bearer token is required (inbound.bearer_token_sha256)");
   }
-  return match;
+  if (status.ok()) status = Authorize(*who, Action::kInboundFhir, {});
+  if (status.ok()) return *std::move(who);
+  LogWarning(absl::StrCat("inbound FHIR from ", req.remote_addr, ": ",
+                          absl::StatusCodeToString(status.code()), ": ", status.message()));
+  if (absl::IsUnauthenticated(status)) {
+    res.set_header("WWW-Authenticate", "Bearer realm=\"fhirgw\"");
+    ReplyError(res, 401, "", status.message(), "login");
+  } else {
+    ReplyError(res, 403, "", status.message(), "forbidden");
+  }
+  return std::nullopt;
 }
 
 absl::Status InboundService::Route(std::vector<mappers::ReverseRecord>& records,
@@ -154,7 +142,8 @@ absl::Status InboundService::Route(std::vector<mappers::ReverseRecord>& records,
 }
 
 absl::StatusOr<std::vector<AppendResult>> InboundService::Log(
-    const std::vector<RoutedRecord>& routed, absl::string_view json, absl::string_view source) {
+    const std::vector<RoutedRecord>& routed, absl::string_view json, absl::string_view source,
+    absl::string_view principal) {
   std::vector<NewEntry> entries;
   const int64_t now = WallClockMs();
   for (const RoutedRecord& r : routed) {
@@ -168,7 +157,7 @@ absl::StatusOr<std::vector<AppendResult>> InboundService::Log(
     e.direction = v1::EHR_TO_CLINIC;
     e.destination = std::string(source);
     e.fhir_json = std::string(json);
-    e.principal = std::string(source);
+    e.principal = std::string(principal.empty() ? source : principal);
     e.received_at_ms = now;
     entries.push_back(std::move(e));
   }
@@ -190,7 +179,8 @@ absl::StatusOr<std::vector<AppendResult>> InboundService::Log(
 absl::StatusOr<InboundService::Outcome> InboundService::Ingest(absl::string_view json,
                                                                absl::string_view source,
                                                                const KnownPatient* patient,
-                                                               bool all_or_nothing) {
+                                                               bool all_or_nothing,
+                                                               absl::string_view principal) {
   Outcome outcome;
   mappers::ReverseContext context;
   if (patient != nullptr) context = mappers::ReverseContext::ForTenant(patient->clinic_id);
@@ -207,7 +197,7 @@ absl::StatusOr<InboundService::Outcome> InboundService::Ingest(absl::string_view
     outcome.routed.clear();
     return outcome;
   }
-  FHIRGW_ASSIGN_OR_RETURN(outcome.appended, Log(outcome.routed, json, source));
+  FHIRGW_ASSIGN_OR_RETURN(outcome.appended, Log(outcome.routed, json, source, principal));
   int added = 0;
   for (const AppendResult& a : outcome.appended) added += a.duplicate ? 0 : 1;
   metrics_
@@ -222,24 +212,24 @@ absl::StatusOr<InboundService::Outcome> InboundService::Ingest(absl::string_view
 }
 
 void InboundService::Register(HttpServer& server) {
-  auto guard = [this](const httplib::Request& req, httplib::Response& res) {
-    if (!Authorized(req.get_header_value("Authorization"))) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      ReplyError(res, 401, "", "a valid bearer token is required", "login");
-      return false;
-    }
+  // The caller, when it may post and the body is FHIR JSON; otherwise the answer is set.
+  auto guard = [this](const httplib::Request& req,
+                      httplib::Response& res) -> std::optional<Principal> {
+    std::optional<Principal> who = Admit(req, res);
+    if (!who) return std::nullopt;
     const std::string type = req.get_header_value("Content-Type");
     if (!absl::StartsWith(type, kFhirJson) && !absl::StartsWith(type, "application/json")) {
       ReplyError(res, 415, "", absl::StrCat("Content-Type must be ", kFhirJson), "not-supported");
-      return false;
+      return std::nullopt;
     }
-    return true;
+    return who;
   };
 
   // One resource of the type in the URL.
   server.Post(
       R"(/fhir/([A-Za-z]+))", [this, guard](const httplib::Request& req, httplib::Response& res) {
-        if (!guard(req, res)) return;
+        const std::optional<Principal> who = guard(req, res);
+        if (!who) return;
         const std::string type = req.matches[1];
         rapidjson::Document doc;
         doc.Parse(req.body.data(), req.body.size());
@@ -253,7 +243,7 @@ void InboundService::Register(HttpServer& server) {
                      absl::StrCat("must be '", type, "', the type in the URL"), "invalid");
           return;
         }
-        absl::StatusOr<Outcome> outcome = Ingest(req.body, "http", nullptr, true);
+        absl::StatusOr<Outcome> outcome = Ingest(req.body, "http", nullptr, true, who->name);
         if (!outcome.ok()) {
           ReplyError(res, 503, "", outcome.status().message(), "transient");
           return;
@@ -279,7 +269,8 @@ void InboundService::Register(HttpServer& server) {
 
   // A transaction (all or nothing) or batch (entry by entry) Bundle.
   server.Post("/fhir", [this, guard](const httplib::Request& req, httplib::Response& res) {
-    if (!guard(req, res)) return;
+    const std::optional<Principal> who = guard(req, res);
+    if (!who) return;
     rapidjson::Document doc;
     doc.Parse(req.body.data(), req.body.size());
     if (doc.HasParseError() || !doc.IsObject()) {
@@ -303,7 +294,7 @@ void InboundService::Register(HttpServer& server) {
       return;
     }
     const bool transaction = bundle_type == "transaction";
-    absl::StatusOr<Outcome> outcome = Ingest(req.body, "http", nullptr, transaction);
+    absl::StatusOr<Outcome> outcome = Ingest(req.body, "http", nullptr, transaction, who->name);
     if (!outcome.ok()) {
       ReplyError(res, 503, "", outcome.status().message(), "transient");
       return;

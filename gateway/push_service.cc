@@ -23,17 +23,45 @@ std::string DeterministicBytes(const v1::ClinicRecord& record) {
   return bytes;
 }
 
-namespace {
-
-// Until the security issue adds credentials, every caller is the development principal.
-constexpr char kDevPrincipal[] = "dev";
-
-}  // namespace
-
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
+
+namespace {
+
+// Authenticates the caller of `context` and authorizes `action` (see Authorize); failures are
+// logged with the RPC `method` and the peer address, never with record content.
+absl::StatusOr<Principal> Check(const Authenticator& auth,
+                                const grpc::CallbackServerContext& context,
+                                absl::string_view method, Action action,
+                                absl::string_view clinic_id = {},
+                                absl::string_view destination = {}) {
+  absl::StatusOr<Principal> who = auth.FromGrpc(context);
+  absl::Status status = who.status();
+  if (who.ok()) status = Authorize(*who, action, clinic_id, destination);
+  if (!status.ok()) {
+    LogWarning(absl::StrCat(method, " from ", context.peer(), ": ",
+                            absl::StatusCodeToString(status.code()), ": ", status.message()));
+    return status;
+  }
+  return who;
+}
+
+// Streams that end before they start (unauthenticated callers).
+class FailedBidiReactor final : public grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse> {
+ public:
+  explicit FailedBidiReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+class FailedWriteReactor final : public grpc::ServerWriteReactor<v1::InboundEvent> {
+ public:
+  explicit FailedWriteReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
 
 bool IsFinalStatus(v1::TransactionStatus status) {
   return status == v1::DELIVERED || status == v1::REJECTED || status == v1::DEAD_LETTER ||
@@ -190,27 +218,53 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
 
 ClinicGatewayService::ClinicGatewayService(PushProcessor& processor, Store& store,
                                            const Routing& routing, DeliveryService& delivery,
-                                           DeliveryWaiters& waiters, InboundHub& hub)
+                                           DeliveryWaiters& waiters, InboundHub& hub,
+                                           const Authenticator& auth)
     : processor_(processor),
       store_(store),
       routing_(routing),
       delivery_(delivery),
       waiters_(waiters),
-      hub_(hub) {}
+      hub_(hub),
+      auth_(auth) {}
 
 grpc::ServerWriteReactor<v1::InboundEvent>* ClinicGatewayService::WatchInbound(
     grpc::CallbackServerContext* context, const v1::WatchInboundRequest* request) {
-  return StartWatchInbound(store_, hub_, *request);
+  absl::StatusOr<Principal> who = auth_.FromGrpc(*context);
+  if (!who.ok()) {
+    LogWarning(absl::StrCat("WatchInbound from ", context->peer(), ": ", who.status().message()));
+    return new FailedWriteReactor(ToGrpcStatus(who.status()));
+  }
+  v1::WatchInboundRequest effective = *request;
+  // An empty clinic_id means the caller's own clinic, when it has exactly one.
+  if (effective.clinic_id().empty() && who->role == v1::Credential::CLINIC &&
+      who->clinic_ids.size() == 1) {
+    effective.set_clinic_id(who->clinic_ids.front());
+  }
+  if (!effective.clinic_id().empty()) {
+    if (absl::Status allowed = Authorize(*who, Action::kWatchInbound, effective.clinic_id());
+        !allowed.ok()) {
+      LogWarning(absl::StrCat("WatchInbound from ", context->peer(), ": ", allowed.message()));
+      return new FailedWriteReactor(ToGrpcStatus(allowed));
+    }
+  }
+  return StartWatchInbound(store_, hub_, effective);
 }
 
 grpc::ServerUnaryReactor* ClinicGatewayService::Push(grpc::CallbackServerContext* context,
                                                      const v1::PushRequest* request,
                                                      v1::PushResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Principal> who =
+      Check(auth_, *context, "Push", Action::kPush, request->record().clinic_id());
+  if (!who.ok()) {
+    reactor->Finish(ToGrpcStatus(who.status()));
+    return reactor;
+  }
   const bool wait = request->wait_for_delivery();
   const auto deadline = context->deadline();
   processor_.Process(
-      request->record(), kDevPrincipal,
+      request->record(), who->name,
       [this, reactor, response, wait, deadline](absl::StatusOr<v1::PushResponse> result) {
         if (!result.ok()) {
           reactor->Finish(ToGrpcStatus(result.status()));
@@ -247,7 +301,8 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
  public:
   static constexpr int kWindow = 64;
 
-  explicit PushStreamReactor(PushProcessor& processor) : processor_(processor) {
+  PushStreamReactor(PushProcessor& processor, Principal principal, std::string peer)
+      : processor_(processor), principal_(std::move(principal)), peer_(std::move(peer)) {
     StartRead(&request_);
   }
 
@@ -256,6 +311,15 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
     if (!ok) {
       reads_done_ = true;
       MaybeFinishLocked();
+      return;
+    }
+    if (absl::Status allowed = Authorize(principal_, Action::kPush, request_.record().clinic_id());
+        !allowed.ok()) {
+      // Stop reading; the records before this one are answered, then the stream ends with it.
+      LogWarning(absl::StrCat("PushStream from ", peer_, ": ", allowed.message()));
+      final_status_ = ToGrpcStatus(allowed);
+      reads_done_ = true;
+      PumpLocked();
       return;
     }
     Slot* slot = &slots_.emplace_back();
@@ -270,7 +334,7 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
     }
     lock.unlock();
     processor_.Process(
-        record, kDevPrincipal,
+        record, principal_.name,
         [this, slot, record_id = record.record_id()](absl::StatusOr<v1::PushResponse> result) {
           bool last;
           {
@@ -346,7 +410,7 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
     if (failed_ || (reads_done_ && slots_.empty())) {
       finished_ = true;
       Finish(failed_ ? grpc::Status(grpc::StatusCode::CANCELLED, "stream ended early")
-                     : grpc::Status::OK);
+                     : final_status_);
     }
   }
 
@@ -361,7 +425,10 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
   }
 
   PushProcessor& processor_;
+  const Principal principal_;
+  const std::string peer_;
   std::mutex mu_;
+  grpc::Status final_status_;  // guarded by mu_: OK, or why the stream stopped reading
   v1::PushRequest request_;
   v1::PushResponse current_;
   std::deque<Slot> slots_;  // request order; std::deque keeps element addresses stable
@@ -380,13 +447,24 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
 
 grpc::ServerBidiReactor<v1::PushRequest, v1::PushResponse>* ClinicGatewayService::PushStream(
     grpc::CallbackServerContext* context) {
-  return new PushStreamReactor(processor_);
+  absl::StatusOr<Principal> who = auth_.FromGrpc(*context);
+  if (!who.ok()) {
+    LogWarning(absl::StrCat("PushStream from ", context->peer(), ": ", who.status().message()));
+    return new FailedBidiReactor(ToGrpcStatus(who.status()));
+  }
+  return new PushStreamReactor(processor_, *std::move(who), context->peer());
 }
 
 grpc::ServerUnaryReactor* ClinicGatewayService::Translate(grpc::CallbackServerContext* context,
                                                           const v1::TranslateRequest* request,
                                                           v1::TranslateResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Principal> who =
+      Check(auth_, *context, "Translate", Action::kPush, request->record().clinic_id());
+  if (!who.ok()) {
+    reactor->Finish(ToGrpcStatus(who.status()));
+    return reactor;
+  }
   fhir::IssueList issues;
   absl::StatusOr<mappers::MapOutput> mapped = mappers::MapToFhir(
       request->record(), routing_.ContextFor(request->record().clinic_id()), issues);
@@ -404,6 +482,12 @@ grpc::ServerUnaryReactor* ClinicGatewayService::GetTransaction(
     grpc::CallbackServerContext* context, const v1::GetTransactionRequest* request,
     v1::Transaction* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Principal> who = auth_.FromGrpc(*context);
+  if (!who.ok()) {
+    LogWarning(absl::StrCat("GetTransaction from ", context->peer(), ": ", who.status().message()));
+    reactor->Finish(ToGrpcStatus(who.status()));
+    return reactor;
+  }
   if (request->transaction_id().empty()) {
     reactor->Finish(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "transaction_id: is required"));
@@ -412,6 +496,13 @@ grpc::ServerUnaryReactor* ClinicGatewayService::GetTransaction(
   absl::StatusOr<v1::Transaction> tx = store_.Get(request->transaction_id(), true);
   if (!tx.ok()) {
     reactor->Finish(ToGrpcStatus(tx.status()));
+    return reactor;
+  }
+  if (absl::Status allowed =
+          Authorize(*who, Action::kReadTransaction, tx->clinic_id(), tx->destination());
+      !allowed.ok()) {
+    LogWarning(absl::StrCat("GetTransaction from ", context->peer(), ": ", allowed.message()));
+    reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
   }
   *response = std::move(*tx);
@@ -423,6 +514,11 @@ grpc::ServerUnaryReactor* ClinicGatewayService::Replay(grpc::CallbackServerConte
                                                        const v1::ReplayRequest* request,
                                                        v1::ReplayResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Principal> who = Check(auth_, *context, "Replay", Action::kReplay);
+  if (!who.ok()) {
+    reactor->Finish(ToGrpcStatus(who.status()));
+    return reactor;
+  }
   std::vector<std::string> ids(request->transaction_ids().begin(),
                                request->transaction_ids().end());
   absl::StatusOr<std::vector<std::string>> replayed =
@@ -434,7 +530,7 @@ grpc::ServerUnaryReactor* ClinicGatewayService::Replay(grpc::CallbackServerConte
   response->set_replayed(static_cast<int32_t>(replayed->size()));
   for (std::string& id : *replayed) response->add_transaction_ids(std::move(id));
   if (!replayed->empty()) delivery_.Wake();
-  LogInfo(absl::StrCat("replayed ", replayed->size(), " dead-lettered transactions"));
+  LogInfo(absl::StrCat(who->name, " replayed ", replayed->size(), " dead-lettered transactions"));
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

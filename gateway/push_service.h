@@ -1,6 +1,13 @@
 // The ClinicGateway gRPC service: Push, PushStream, Translate, GetTransaction, WatchInbound,
 // Replay.
 //
+// Every call is authenticated (auth.h) and then authorized: Push, PushStream and Translate on each
+// record's clinic_id, GetTransaction on the transaction's clinic and destination, WatchInbound on
+// the requested clinic, Replay for ADMIN only. Failures answer UNAUTHENTICATED or
+// PERMISSION_DENIED; a PushStream record the caller may not push ends the stream with
+// PERMISSION_DENIED after the answers to the records before it. The log records the caller's
+// credential name as each transaction's principal.
+//
 // A push is validated, mapped and routed on the gRPC thread, then handed to the store's group
 // commit; the answer goes out from the commit thread once the record is durable. No thread waits
 // for an fsync.
@@ -18,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
+#include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/delivery.h"
 #include "gateway/inbound_hub.h"
@@ -81,7 +89,8 @@ class PushProcessor {
 class ClinicGatewayService final : public v1::ClinicGateway::CallbackService {
  public:
   ClinicGatewayService(PushProcessor& processor, Store& store, const Routing& routing,
-                       DeliveryService& delivery, DeliveryWaiters& waiters, InboundHub& hub);
+                       DeliveryService& delivery, DeliveryWaiters& waiters, InboundHub& hub,
+                       const Authenticator& auth);
 
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
                                  const v1::PushRequest* request,
@@ -107,6 +116,7 @@ class ClinicGatewayService final : public v1::ClinicGateway::CallbackService {
   DeliveryService& delivery_;
   DeliveryWaiters& waiters_;
   InboundHub& hub_;
+  const Authenticator& auth_;
 };
 
 }  // namespace fhirgw::gateway

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "fhir/status_macros.h"
+#include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
 #include "gateway/server.h"
@@ -29,6 +30,7 @@ absl::StatusOr<v1::GatewayConfig> EffectiveConfig(const ServeFlags& flags) {
   }
   ApplyDefaults(config);
   FHIRGW_RETURN_IF_ERROR(ValidateConfig(config));
+  FHIRGW_RETURN_IF_ERROR(ValidateSecurityConfig(config));
   return config;
 }
 
@@ -46,7 +48,9 @@ int RunServe(const ServeFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  absl::StatusOr<std::unique_ptr<GatewayServer>> server = GatewayServer::Start(*config);
+  SecurityFlags security;
+  security.insecure = flags.insecure;
+  absl::StatusOr<std::unique_ptr<GatewayServer>> server = GatewayServer::Start(*config, security);
   if (!server.ok()) {
     std::fprintf(stderr, "fhirgw serve: %s\n", std::string(server.status().message()).c_str());
     return 1;

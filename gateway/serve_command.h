@@ -18,6 +18,8 @@ struct ServeFlags {
   std::string http_listen;  // overrides config.http_listen
   std::string data_dir;     // overrides config.data_dir
   std::string ehr_url;      // one FHIR R4 destination for every clinic
+  // Serve on a non-loopback address without TLS and credentials anyway (see auth.h).
+  bool insecure = false;
 };
 
 // Builds the effective configuration: the file (if any), then the flags, then the defaults;

@@ -13,14 +13,17 @@
 
 #include "absl/status/statusor.h"
 #include "fhirgw/v1/config.pb.h"
+#include "gateway/auth.h"
 
 namespace fhirgw::gateway {
 
 class GatewayServer {
  public:
-  // Opens the log, recovers work left in flight by a crash, and starts serving. `config` must have
-  // passed ApplyDefaults and ValidateConfig.
-  static absl::StatusOr<std::unique_ptr<GatewayServer>> Start(const v1::GatewayConfig& config);
+  // Checks the security settings (Authenticator::Create with `security`), opens the log, recovers
+  // work left in flight by a crash, and starts serving. `config` must have passed ApplyDefaults
+  // and ValidateConfig.
+  static absl::StatusOr<std::unique_ptr<GatewayServer>> Start(const v1::GatewayConfig& config,
+                                                              const SecurityFlags& security = {});
 
   virtual ~GatewayServer() = default;
 

@@ -76,6 +76,9 @@ CREATE TABLE IF NOT EXISTS state (
 CREATE INDEX IF NOT EXISTS transactions_received ON transactions (received_at_ms, seq);
 CREATE INDEX IF NOT EXISTS transactions_clinic ON transactions (clinic_id, received_at_ms);
 CREATE INDEX IF NOT EXISTS transactions_patient ON transactions (clinic_id, patient_id, received_at_ms);
+-- QueryTransactions by the clinic's patient id alone (any clinic): without it the query walks every
+-- transaction in time order.
+CREATE INDEX IF NOT EXISTS transactions_patient_id ON transactions (patient_id, received_at_ms);
 CREATE INDEX IF NOT EXISTS transactions_destination ON transactions (destination, received_at_ms);
 CREATE INDEX IF NOT EXISTS transactions_status ON transactions (status, received_at_ms);
 CREATE INDEX IF NOT EXISTS transactions_kind ON transactions (kind, received_at_ms);
@@ -85,12 +88,14 @@ CREATE TABLE IF NOT EXISTS audit_log (
   seq INTEGER PRIMARY KEY,
   at_ms INTEGER NOT NULL,
   transaction_id TEXT NOT NULL,
+  clinic_id TEXT NOT NULL,
   entry BLOB NOT NULL,
   prev_hash BLOB NOT NULL,
   hash BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_log_transaction ON audit_log (transaction_id, seq);
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at_ms);
+CREATE INDEX IF NOT EXISTS audit_log_clinic ON audit_log (clinic_id, seq);
 CREATE TABLE IF NOT EXISTS signed_heads (
   seq INTEGER PRIMARY KEY,
   head BLOB NOT NULL
@@ -120,6 +125,8 @@ class Statement {
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
   ~Statement() { sqlite3_finalize(stmt_); }
+
+  bool prepared() const { return stmt_ != nullptr; }
 
   absl::Status Prepare(sqlite3* db, const char* sql) {
     db_ = db;
@@ -275,7 +282,14 @@ absl::StatusOr<v1::Transaction> RowToTransaction(const Statement& row, bool with
     *tx.mutable_next_attempt_at() = ToTimestamp(row.Int(12));
   }
   v1::Transaction extra;
-  extra.ParseFromString(row.Text(13));
+  // Alerts are encrypted (they quote answers). Without their key, a listing without payloads
+  // still shows the transaction, without its alerts; with payloads, the error is the answer.
+  absl::StatusOr<std::string> alerts = Open(cipher, row.Text(13));
+  if (alerts.ok()) {
+    extra.ParseFromString(*alerts);
+  } else if (with_payload) {
+    return alerts.status();
+  }
   extra.MergeFromString(row.Text(14));
   tx.mutable_alerts()->Swap(extra.mutable_alerts());
   tx.mutable_resources()->Swap(extra.mutable_resources());
@@ -305,14 +319,39 @@ std::string ChainHash(absl::string_view previous, absl::string_view canonical) {
   return Sha256(absl::StrCat(previous, canonical));
 }
 
-// A DeliveryAttempt as the log keeps it: without the EHR's answer (its SHA-256 is kept instead).
+// A DeliveryAttempt as the log keeps it: without the EHR's answer (AnswerSha256 is kept instead).
+// The answer is the response body and the issue texts parsed from it: EHRs echo the patient in
+// their error messages ("Patient Doe, born 1931-07-19: ..."), and the log entries are neither
+// encrypted nor purged, so those texts must stay out of them.
 v1::DeliveryAttempt WithoutResponse(const v1::DeliveryAttempt& attempt) {
   v1::DeliveryAttempt copy = attempt;
   copy.clear_response();
+  for (v1::Issue& issue : *copy.mutable_issues()) issue.clear_message();
   return copy;
 }
 
+// True when `attempt` holds nothing of the EHR's answer (never had one, or it was purged).
+bool AnswerIsEmpty(const v1::DeliveryAttempt& attempt) {
+  if (!attempt.response().empty()) return false;
+  for (const v1::Issue& issue : attempt.issues()) {
+    if (!issue.message().empty()) return false;
+  }
+  return true;
+}
 
+// The SHA-256 the log keeps of the EHR's answer in `attempt`: of the response body alone when no
+// issue has a text, else of the body and every issue text, each length-prefixed.
+std::string AnswerSha256(const v1::DeliveryAttempt& attempt) {
+  bool texts = false;
+  for (const v1::Issue& issue : attempt.issues()) texts = texts || !issue.message().empty();
+  if (!texts) return Sha256(attempt.response());
+  std::string framed =
+      absl::StrCat("fhirgw-answer:", attempt.response().size(), ":", attempt.response());
+  for (const v1::Issue& issue : attempt.issues()) {
+    absl::StrAppend(&framed, ":", issue.message().size(), ":", issue.message());
+  }
+  return Sha256(framed);
+}
 
 class SqliteStore final : public Store {
  public:
@@ -383,8 +422,8 @@ class SqliteStore final : public Store {
         "FROM transactions WHERE id = ?1"));
     FHIRGW_RETURN_IF_ERROR(insert_log_.Prepare(
         writer_,
-        "INSERT INTO audit_log (seq, at_ms, transaction_id, entry, prev_hash, hash) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+        "INSERT INTO audit_log (seq, at_ms, transaction_id, clinic_id, entry, prev_hash, hash) "
+        "VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6)"));
     FHIRGW_RETURN_IF_ERROR(LoadHead());
     committer_ = std::thread([this] { CommitLoop(); });
     return absl::OkStatus();
@@ -566,7 +605,7 @@ class SqliteStore final : public Store {
       entry.set_event(v1::LogEntry::DELIVERY_ATTEMPT);
       entry.set_status(result.new_status);
       *entry.mutable_attempt() = WithoutResponse(result.attempt);
-      entry.set_response_sha256(Sha256(result.attempt.response()));
+      entry.set_response_sha256(AnswerSha256(result.attempt));
       FHIRGW_RETURN_IF_ERROR(AppendLog(std::move(entry)));
       std::string resources;
       if (!result.resources.empty()) {
@@ -772,30 +811,32 @@ class SqliteStore final : public Store {
     return page;
   }
 
-  absl::Status ForEachLogEntry(
+  absl::StatusOr<std::vector<v1::LogEntry>> ListLogEntries(
       int64_t from_ms, int64_t to_ms, const std::vector<std::string>& clinic_scope,
-      const std::function<absl::Status(const v1::LogEntry&)>& fn) override {
-    // A separate connection, so that a long export does not hold up other readers.
-    FHIRGW_ASSIGN_OR_RETURN(sqlite3* db, OpenConnection(options_.path));
-    std::unique_ptr<sqlite3, int (*)(sqlite3*)> closer(db, &sqlite3_close);
+      int64_t after_sequence, int limit) override {
+    std::string sql =
+        "SELECT entry FROM audit_log WHERE seq > ?1 AND at_ms >= ?2 AND (?3 = 0 OR at_ms < ?3)";
+    for (size_t i = 0; i < clinic_scope.size(); ++i) {
+      absl::StrAppend(&sql, i == 0 ? " AND clinic_id IN (" : ", ", "?", i + 5);
+    }
+    absl::StrAppend(&sql, clinic_scope.empty() ? "" : ")", " ORDER BY seq LIMIT ?4");
+    std::lock_guard<std::mutex> lock(reader_mu_);
     Statement select;
-    FHIRGW_RETURN_IF_ERROR(select.Prepare(
-        db, "SELECT entry FROM audit_log WHERE at_ms >= ?1 AND (?2 = 0 OR at_ms < ?2) ORDER BY seq"));
-    select.Bind(1, from_ms).Bind(2, to_ms);
+    FHIRGW_RETURN_IF_ERROR(select.Prepare(reader_, sql.c_str()));
+    select.Bind(1, after_sequence).Bind(2, from_ms).Bind(3, to_ms).Bind(4, static_cast<int64_t>(limit));
+    for (size_t i = 0; i < clinic_scope.size(); ++i) {
+      select.Bind(static_cast<int>(i + 5), clinic_scope[i]);
+    }
+    std::vector<v1::LogEntry> entries;
     while (true) {
       FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
       if (!row) break;
-      v1::LogEntry entry;
+      v1::LogEntry& entry = entries.emplace_back();
       if (!entry.ParseFromString(select.Text(0))) {
         return absl::DataLossError("a log entry cannot be read");
       }
-      if (!clinic_scope.empty() && std::find(clinic_scope.begin(), clinic_scope.end(),
-                                             entry.clinic_id()) == clinic_scope.end()) {
-        continue;
-      }
-      FHIRGW_RETURN_IF_ERROR(fn(entry));
     }
-    return absl::OkStatus();
+    return entries;
   }
 
   absl::StatusOr<v1::VerifyLogResponse> Verify() override {
@@ -1006,17 +1047,39 @@ class SqliteStore final : public Store {
   }
 
  private:
+  // What an append needs that does not depend on the log's state: made on the caller's thread
+  // (Enqueue), so that the one commit thread, which every push waits for, does not spend its time
+  // hashing, encrypting and drawing ids.
+  struct Prepared {
+    std::string transaction_id;  // used unless the entry turns out to be a resend
+    std::string record_sha256;
+    std::string fhir_sha256;
+    std::string sealed_record;  // only with a cipher; without one the plaintext is stored
+    std::string sealed_fhir;
+  };
+
   struct Pending {
     std::vector<NewEntry> entries;
+    std::vector<Prepared> prepared;  // one per entry
     AppendAllCallback done;
   };
 
   void Enqueue(std::vector<NewEntry> entries, AppendAllCallback done) {
+    std::vector<Prepared> prepared(entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      prepared[i].transaction_id = NewTransactionId();
+      prepared[i].record_sha256 = Sha256(entries[i].record);
+      prepared[i].fhir_sha256 = Sha256(entries[i].fhir_json);
+      if (cipher() != nullptr) {
+        prepared[i].sealed_record = Seal(cipher(), entries[i].record);
+        prepared[i].sealed_fhir = Seal(cipher(), entries[i].fhir_json);
+      }
+    }
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       if (!closed_) {
         queued_entries_ += static_cast<int>(entries.size());
-        queue_.push_back({std::move(entries), std::move(done)});
+        queue_.push_back({std::move(entries), std::move(prepared), std::move(done)});
         queue_cv_.notify_one();
         return;
       }
@@ -1058,7 +1121,7 @@ class SqliteStore final : public Store {
       std::lock_guard<std::mutex> lock(writer_mu_);
       commit = Exec(writer_, "BEGIN IMMEDIATE");
       if (commit.ok()) {
-        for (Pending& p : batch) results.push_back(AppendGroup(p.entries));
+        for (Pending& p : batch) results.push_back(AppendGroup(p.entries, p.prepared));
         commit = Exec(writer_, "COMMIT");
         if (!commit.ok()) {
           (void)Exec(writer_, "ROLLBACK");
@@ -1076,28 +1139,42 @@ class SqliteStore final : public Store {
     }
   }
 
-  absl::StatusOr<std::vector<AppendResult>> AppendGroup(const std::vector<NewEntry>& entries) {
-    FHIRGW_RETURN_IF_ERROR(Exec(writer_, "SAVEPOINT append_group"));
+  absl::StatusOr<std::vector<AppendResult>> AppendGroup(const std::vector<NewEntry>& entries,
+                                                        const std::vector<Prepared>& prepared) {
+    FHIRGW_RETURN_IF_ERROR(RunPrepared(savepoint_, "SAVEPOINT append_group"));
     const int64_t head_seq = head_seq_;
     const std::string head_hash = head_hash_;
     std::vector<AppendResult> results;
-    for (const NewEntry& entry : entries) {
-      absl::StatusOr<AppendResult> result = AppendOne(entry);
+    for (size_t i = 0; i < entries.size(); ++i) {
+      absl::StatusOr<AppendResult> result = AppendOne(entries[i], prepared[i]);
       if (!result.ok()) {
-        (void)Exec(writer_, "ROLLBACK TO append_group");
-        (void)Exec(writer_, "RELEASE append_group");
+        (void)RunPrepared(rollback_to_, "ROLLBACK TO append_group");
+        (void)RunPrepared(release_, "RELEASE append_group");
         head_seq_ = head_seq;
         head_hash_ = head_hash;
         return result.status();
       }
       results.push_back(*std::move(result));
     }
-    FHIRGW_RETURN_IF_ERROR(Exec(writer_, "RELEASE append_group"));
+    FHIRGW_RETURN_IF_ERROR(RunPrepared(release_, "RELEASE append_group"));
     return results;
   }
 
+  // Runs `statement`, prepared from `sql` on first use (SAVEPOINT and RELEASE run for every append:
+  // compiling them each time cost the commit thread more than the hashing did). Errors read as
+  // Exec's.
+  absl::Status RunPrepared(Statement& statement, const char* sql) {
+    if (!statement.prepared()) FHIRGW_RETURN_IF_ERROR(statement.Prepare(writer_, sql));
+    absl::StatusOr<bool> row = statement.Step();
+    statement.Reset();
+    if (!row.ok()) {
+      return absl::InternalError(absl::StrCat("sqlite: ", sql, ": ", sqlite3_errmsg(writer_)));
+    }
+    return absl::OkStatus();
+  }
+
   // Inside the batch transaction: dedupe against the newest version, else insert the next one.
-  absl::StatusOr<AppendResult> AppendOne(const NewEntry& e) {
+  absl::StatusOr<AppendResult> AppendOne(const NewEntry& e, const Prepared& p) {
     AppendResult result;
     int64_t version = 1;
     {
@@ -1110,7 +1187,8 @@ class SqliteStore final : public Store {
           result.version = latest_.Int(1);
           result.duplicate = true;
           result.status = static_cast<v1::TransactionStatus>(latest_.Int(3));
-          result.alerts = ParseAlerts(latest_.Text(4));
+          FHIRGW_ASSIGN_OR_RETURN(std::string alerts, Open(cipher(), latest_.Text(4)));
+          result.alerts = ParseAlerts(alerts);
           result.sequence = latest_.Int(5);
           latest_.Reset();
           // A resend changes nothing, but who sent what and when is part of the record.
@@ -1125,7 +1203,7 @@ class SqliteStore final : public Store {
         version = latest_.Int(1) + 1;
       }
     }
-    result.transaction_id = NewTransactionId();
+    result.transaction_id = p.transaction_id;
     result.version = version;
     result.status = e.direction == v1::CLINIC_TO_EHR ? v1::ACCEPTED : v1::RECORDED;
     result.alerts = e.alerts;
@@ -1141,9 +1219,10 @@ class SqliteStore final : public Store {
         .Bind(10, e.patient_id)
         .Bind(11, e.principal)
         .Bind(12, e.received_at_ms)
-        .BindBlob(13, Seal(cipher(), e.record))
-        .BindBlob(14, Seal(cipher(), e.fhir_json))
-        .BindBlob(15, SerializeAlerts(e.alerts));
+        .BindBlob(13, cipher() != nullptr ? p.sealed_record : e.record)
+        .BindBlob(14, cipher() != nullptr ? p.sealed_fhir : e.fhir_json)
+        // Alerts quote answers (PHQ-9 item 9): PHI, encrypted like the payloads.
+        .BindBlob(15, Seal(cipher(), SerializeAlerts(e.alerts)));
     FHIRGW_RETURN_IF_ERROR(insert_.Run());
     result.sequence = sqlite3_last_insert_rowid(writer_);
     v1::LogEntry entry;
@@ -1158,8 +1237,8 @@ class SqliteStore final : public Store {
     entry.set_destination(e.destination);
     entry.set_principal(e.principal);
     entry.set_patient_id(e.patient_id);
-    entry.set_record_sha256(Sha256(e.record));
-    entry.set_fhir_sha256(Sha256(e.fhir_json));
+    entry.set_record_sha256(p.record_sha256);
+    entry.set_fhir_sha256(p.fhir_sha256);
     entry.set_status(result.status);
     FHIRGW_RETURN_IF_ERROR(AppendLog(std::move(entry)));
     for (const std::string& key : e.patient_keys) {
@@ -1201,7 +1280,8 @@ class SqliteStore final : public Store {
         .Bind(3, entry.transaction_id())
         .BindBlob(4, canonical)
         .BindBlob(5, head_hash_)
-        .BindBlob(6, hash);
+        .BindBlob(6, hash)
+        .Bind(7, entry.clinic_id());
     FHIRGW_RETURN_IF_ERROR(insert_log_.Run());
     head_seq_ = entry.sequence();
     head_hash_ = std::move(hash);
@@ -1230,8 +1310,20 @@ class SqliteStore final : public Store {
 
   std::string HeadsPath() const { return options_.path + ".heads"; }
 
-  // Reads the signed heads from the database and from the heads file beside it.
+  // Reads the signed heads from the heads file beside the database, then from the database.
+  //
+  // The file is read first, before the first read of `db` starts its snapshot: heads are signed
+  // only over committed entries, so every head in the file is then inside the snapshot. Read the
+  // other way round, a head signed while Verify runs would look like a removed tail.
   absl::Status ReadSignedHeads(sqlite3* db, std::vector<SignedHeadRecord>& heads) {
+    std::ifstream file(HeadsPath());
+    std::string line;
+    while (std::getline(file, line)) {
+      std::string bytes;
+      SignedHeadRecord record{v1::SignedHead(), HeadsPath()};
+      if (!absl::Base64Unescape(line, &bytes) || !record.head.ParseFromString(bytes)) continue;
+      heads.push_back(std::move(record));
+    }
     Statement select;
     FHIRGW_RETURN_IF_ERROR(select.Prepare(db, "SELECT head FROM signed_heads ORDER BY seq"));
     while (true) {
@@ -1239,14 +1331,6 @@ class SqliteStore final : public Store {
       if (!row) break;
       SignedHeadRecord record{v1::SignedHead(), "database"};
       record.head.ParseFromString(select.Text(0));
-      heads.push_back(std::move(record));
-    }
-    std::ifstream file(HeadsPath());
-    std::string line;
-    while (std::getline(file, line)) {
-      std::string bytes;
-      SignedHeadRecord record{v1::SignedHead(), HeadsPath()};
-      if (!absl::Base64Unescape(line, &bytes) || !record.head.ParseFromString(bytes)) continue;
       heads.push_back(std::move(record));
     }
     return absl::OkStatus();
@@ -1317,14 +1401,17 @@ class SqliteStore final : public Store {
         break;
       }
       if (index >= logged_attempts.size()) {
-        fail(logged_seq, absl::StrCat("transaction ", id, ": attempt ", attempt.number(),
-                                      " was never logged"));
+        // Its entry would follow the last logged attempt: report there, not at the transaction's
+        // first entry, which may well be intact (a deleted or moved attempt entry shifts the
+        // attempts against their entries, and the chain reports where that happened).
+        fail(logged_attempts.empty() ? logged_seq : logged_attempts.back()->first,
+             absl::StrCat("transaction ", id, ": attempt ", attempt.number(), " was never logged"));
         break;
       }
       const auto& [seq, entry] = *logged_attempts[index++];
-      const bool same = Canonical(WithoutResponse(attempt)) == Canonical(entry.attempt()) &&
-                        ((purged && attempt.response().empty()) ||
-                         Sha256(attempt.response()) == entry.response_sha256());
+      const bool same =
+          Canonical(WithoutResponse(attempt)) == Canonical(entry.attempt()) &&
+          ((purged && AnswerIsEmpty(attempt)) || AnswerSha256(attempt) == entry.response_sha256());
       if (!same) {
         fail(seq, absl::StrCat("transaction ", id, ": attempt ", attempt.number(),
                                " is not the one logged (entry ", seq, ")"));
@@ -1356,6 +1443,7 @@ class SqliteStore final : public Store {
   std::mutex reader_mu_;  // guards reader_
   Statement latest_, insert_, claim_, insert_attempt_, complete_, link_patient_, link_ehr_patient_,
       tx_meta_, insert_log_;
+  Statement savepoint_, release_, rollback_to_;  // the commit thread's, prepared on first use
   int64_t head_seq_ = 0;   // guarded by writer_mu_: the chain head
   int64_t last_signed_seq_ = 0;  // guarded by writer_mu_
   std::string head_hash_;  // guarded by writer_mu_

@@ -194,11 +194,11 @@ class Store {
   // Returns a page of transactions matching `query`, newest first, without payloads.
   virtual absl::StatusOr<TransactionPage> Query(const TransactionQuery& query) = 0;
 
-  // Calls `fn` with each log entry recorded in [from_ms, to_ms) (to_ms 0: no end), in log order,
-  // for the clinics in `clinic_scope` (empty: all). Stops at the first error `fn` returns.
-  virtual absl::Status ForEachLogEntry(
+  // Returns up to `limit` log entries after `after_sequence`, in log order, recorded in
+  // [from_ms, to_ms) (to_ms 0: no end), of the clinics in `clinic_scope` (empty: all).
+  virtual absl::StatusOr<std::vector<v1::LogEntry>> ListLogEntries(
       int64_t from_ms, int64_t to_ms, const std::vector<std::string>& clinic_scope,
-      const std::function<absl::Status(const v1::LogEntry&)>& fn) = 0;
+      int64_t after_sequence, int limit) = 0;
 
   // Recomputes the hash chain, checks every transaction against its log entries and the newest
   // signed chain head against the chain (so that a truncated tail is detected).

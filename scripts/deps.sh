@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what fhirgw needs on Debian 12, with apt-get, and only what is missing.
 #   scripts/deps.sh          build and run dependencies
-#   scripts/deps.sh --test   also the test dependencies (GoogleTest, Google Benchmark, Node packages)
+#   scripts/deps.sh --test   also the test dependencies (GoogleTest, Google Benchmark, PostgreSQL,
+#                            Node packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,11 +10,15 @@ packages=(
   cmake ninja-build g++ pkg-config ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   rapidjson-dev libabsl-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev libcpp-httplib-dev
+  libpq-dev
 )
 with_tests=0
 if [[ "${1:-}" == "--test" ]]; then
   with_tests=1
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev)
+  # The PostgreSQL store tests run their own server from these binaries (initdb into a temporary
+  # directory, as the package's `postgres` user when run as root); nothing is started by hand.
+  packages+=(postgresql)
   # Node.js 20 comes with the machine image; Debian's own nodejs is the fallback.
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi

@@ -57,6 +57,20 @@ TEST(Sha1Test, PaddingBoundaries) {
   }
 }
 
+// Sha1 uses the CPU's SHA extensions where it has them; both ways must give the same digests.
+TEST(Sha1Test, CpuExtensionsMatchPortable) {
+  uint32_t seed = 12345;
+  std::string data;
+  for (size_t length = 0; length <= 300; ++length) {
+    SCOPED_TRACE(length);
+    EXPECT_EQ(Hex(Sha1(data)), Hex(Sha1Portable(data)));
+    seed = seed * 1103515245u + 12345u;
+    data.push_back(static_cast<char>(seed >> 16));
+  }
+  EXPECT_EQ(Hex(Sha1Portable("abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+  if (!Sha1UsesCpuExtensions()) GTEST_SKIP() << "this CPU has no SHA extensions";
+}
+
 TEST(Uuid5Test, KnownVectors) {
   EXPECT_EQ(FormatUuid(Uuid5(kDnsNamespace, "python.org")), "886313e1-3b8a-5372-9b90-0c9aee199e5d");
   EXPECT_EQ(FormatUuid(Uuid5(kDnsNamespace, "www.example.com")),

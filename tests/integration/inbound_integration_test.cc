@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -836,11 +837,17 @@ TEST_F(InboundIntegrationTest, PollingPassesEachVersionChangedAtTheEhrOnce) {
   EXPECT_EQ(event->transaction_id(), barrier2) << "expected the barrier, got " << Describe(*event);
 }
 
-// 7. SIGTERM with an open WatchInbound stream: the stream ends with UNAVAILABLE and the gateway
-// exits long before its drain timeout.
+// 7. SIGTERM with an open WatchInbound stream: the stream ends at once with UNAVAILABLE (the
+// gateway closes it; it does not wait for the process to die), and the gateway exits long before
+// its drain timeout (an open stream must not hold the drain until the deadline).
+//
+// The bound is 8 s of a 20 s drain timeout rather than "immediately": with a client channel still
+// connected (the stream's and the pushes'), gRPC's Server::Shutdown was observed to wait ~5 s for
+// the connection to go away, also without any stream (see the report of these tests).
 TEST_F(InboundIntegrationTest, SigtermEndsOpenStreamsWithUnavailableAndExitsPromptly) {
+  constexpr int kDrainTimeoutMs = 20000;
   GatewaySettings settings = Settings();
-  settings.drain_timeout_ms = 10000;
+  settings.drain_timeout_ms = kDrainTimeoutMs;
   Gateway* gateway = StartGateway(settings);
   ASSERT_NE(gateway, nullptr);
   ASSERT_FALSE(
@@ -856,22 +863,21 @@ TEST_F(InboundIntegrationTest, SigtermEndsOpenStreamsWithUnavailableAndExitsProm
 
   const auto start = std::chrono::steady_clock::now();
   gateway->Signal(SIGTERM);
-  const std::optional<grpc::Status> end = stream.WaitEnd(5s);
-  std::fprintf(stderr, "DEBUG stream end after %lld ms: %s\n",
-               static_cast<long long>(std::chrono::duration_cast<milliseconds>(
-                                          std::chrono::steady_clock::now() - start)
-                                          .count()),
-               stream.State().c_str());
-  const SubprocessResult result = gateway->Wait(9s);
-  const auto elapsed =
+  const std::optional<grpc::Status> end = stream.WaitEnd(2s);
+  const auto stream_ended =
       std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
-  ASSERT_TRUE(end.has_value()) << "the stream is still open 5 s after SIGTERM\n"
+  const SubprocessResult result = gateway->Wait(milliseconds(kDrainTimeoutMs) + 5s);
+  const auto exited =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+  std::printf("SIGTERM: stream ended after %lld ms, gateway exited after %lld ms\n",
+              static_cast<long long>(stream_ended.count()), static_cast<long long>(exited.count()));
+  ASSERT_TRUE(end.has_value()) << "the stream is still open 2 s after SIGTERM\n"
                                << gateway->Describe();
   EXPECT_EQ(end->error_code(), grpc::StatusCode::UNAVAILABLE) << end->error_message();
   EXPECT_TRUE(result.ExitedWith(0)) << result.Describe();
-  EXPECT_LT(elapsed.count(), 3000)
-      << "the gateway took " << elapsed.count() << " ms to exit (drain timeout 10000 ms)\n"
-      << gateway->Describe();
+  EXPECT_LT(exited.count(), 8000) << "the gateway took " << exited.count()
+                                  << " ms to exit (drain timeout " << kDrainTimeoutMs << " ms)\n"
+                                  << gateway->Describe();
 }
 
 }  // namespace
