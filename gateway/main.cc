@@ -51,7 +51,8 @@ ABSL_FLAG(double, warmup_s, 1, "bench: seconds sent before the measurement");
 ABSL_FLAG(int64_t, count, 0, "bench: send exactly this many records, then stop (0: by duration)");
 ABSL_FLAG(std::string, mix, "realistic",
           "bench: record mix: realistic, infusion, questionnaire, medication_statement, encounter");
-ABSL_FLAG(std::string, token, "", "bench: bearer token sent with every push");
+ABSL_FLAG(std::string, token, "",
+          "push, watch, audit, bench: bearer token (default: $FHIRGW_TOKEN)");
 ABSL_FLAG(std::string, examples_dir, "examples", "bench: the folder of example records");
 ABSL_FLAG(int, threads, 1, "bench: driver threads, each with its own connection");
 ABSL_FLAG(std::string, run_id, "", "bench: record id prefix (default: from the clock)");
@@ -76,7 +77,7 @@ ABSL_FLAG(std::string, page_token, "", "audit query: continue after a previous p
 ABSL_FLAG(bool, all, false, "audit query: follow page tokens to the last page");
 ABSL_FLAG(
     std::string, tls_ca_file, "",
-    "audit: PEM CA bundle that verifies a TLS --target (without it the channel is plaintext)");
+    "push, watch, audit: PEM CA bundle that verifies a TLS --target (without it: plaintext)");
 
 namespace {
 
@@ -138,6 +139,8 @@ int main(int argc, char** argv) {
   if (command == "push") {
     fhirgw::gateway::PushFlags flags;
     flags.target = absl::GetFlag(FLAGS_target);
+    flags.token = absl::GetFlag(FLAGS_token);
+    flags.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
     flags.wait_for_delivery = absl::GetFlag(FLAGS_wait);
     flags.timeout_ms = absl::GetFlag(FLAGS_timeout_ms);
     return fhirgw::gateway::RunPush(flags, {args.begin() + 1, args.end()}, stdin, stdout, stderr);
@@ -145,6 +148,8 @@ int main(int argc, char** argv) {
   if (command == "watch") {
     fhirgw::gateway::WatchFlags flags;
     flags.target = absl::GetFlag(FLAGS_target);
+    flags.token = absl::GetFlag(FLAGS_token);
+    flags.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
     flags.clinic_id = absl::GetFlag(FLAGS_clinic);
     flags.cursor = absl::GetFlag(FLAGS_cursor);
     flags.max_events = absl::GetFlag(FLAGS_max_events);

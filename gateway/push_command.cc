@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
+#include "gateway/client_channel.h"
 #include "gateway/record_input.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
@@ -42,12 +43,14 @@ int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::
     std::fprintf(err, "usage: fhirgw push --target=HOST:PORT [--wait] FILE...\n");
     return 1;
   }
-  auto channel = grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials());
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
-    std::fprintf(err, "fhirgw push: cannot connect to %s\n", flags.target.c_str());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      OpenClientChannel(flags.target, flags.tls_ca_file);
+  if (!channel.ok()) {
+    std::fprintf(err, "fhirgw push: %s\n", std::string(channel.status().message()).c_str());
     return 1;
   }
-  auto stub = v1::ClinicGateway::NewStub(channel);
+  auto stub = v1::ClinicGateway::NewStub(*channel);
+  const std::string token = TokenFromFlagOrEnv(flags.token);
   bool refused = false;
   bool unreachable = false;
   for (const std::string& file : files) {
@@ -65,6 +68,7 @@ int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::
       request.set_wait_for_delivery(flags.wait_for_delivery);
       v1::PushResponse response;
       grpc::ClientContext context;
+      AddBearerToken(context, token);
       context.set_deadline(std::chrono::system_clock::now() +
                            std::chrono::milliseconds(flags.timeout_ms));
       grpc::Status status = stub->Push(&context, request, &response);
@@ -106,9 +110,15 @@ int RunWatch(const WatchFlags& flags, std::FILE* out, std::FILE* err) {
     std::fprintf(err, "usage: fhirgw watch --target=HOST:PORT --clinic=ID [--cursor=C]\n");
     return 1;
   }
-  auto stub = v1::ClinicGateway::NewStub(
-      grpc::CreateChannel(flags.target, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      OpenClientChannel(flags.target, flags.tls_ca_file);
+  if (!channel.ok()) {
+    std::fprintf(err, "fhirgw watch: %s\n", std::string(channel.status().message()).c_str());
+    return 1;
+  }
+  auto stub = v1::ClinicGateway::NewStub(*channel);
   grpc::ClientContext context;
+  AddBearerToken(context, TokenFromFlagOrEnv(flags.token));
   v1::WatchInboundRequest request;
   request.set_clinic_id(flags.clinic_id);
   request.set_cursor(flags.cursor);

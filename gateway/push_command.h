@@ -16,6 +16,8 @@ namespace fhirgw::gateway {
 
 struct PushFlags {
   std::string target;
+  std::string token;        // else $FHIRGW_TOKEN
+  std::string tls_ca_file;  // TLS verified with this CA bundle; empty: plaintext
   bool wait_for_delivery = false;
   int timeout_ms = 10000;
 };
@@ -29,6 +31,8 @@ int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::
 // when the stream ends; exit status 0, or 1 when the gateway cannot be reached.
 struct WatchFlags {
   std::string target;
+  std::string token;        // else $FHIRGW_TOKEN
+  std::string tls_ca_file;  // TLS verified with this CA bundle; empty: plaintext
   std::string clinic_id;
   std::string cursor;
   int max_events = 0;

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -16,6 +17,10 @@ TEST(ExampleConfigTest, ParsesAndValidates) {
   ASSERT_TRUE(config.ok()) << config.status();
   ApplyDefaults(*config);
   ASSERT_TRUE(ValidateConfig(*config).ok()) << ValidateConfig(*config);
+  // It listens on 0.0.0.0, so it must carry TLS and valid credentials to be allowed to start.
+  EXPECT_TRUE(ValidateSecurityConfig(*config).ok()) << ValidateSecurityConfig(*config);
+  EXPECT_FALSE(config->security().tls().cert_file().empty());
+  EXPECT_GE(config->security().credentials_size(), 4);
   EXPECT_EQ(config->destinations_size(), 4);
   EXPECT_TRUE(config->destinations(0).auth().has_oauth2());
   EXPECT_TRUE(config->destinations(1).auth().has_bearer());
