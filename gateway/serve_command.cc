@@ -60,9 +60,12 @@ int RunServe(const ServeFlags& flags) {
     std::printf("http listening on %s\n", (*server)->http_address().c_str());
   }
   std::fflush(stdout);
-  LogInfo(absl::StrCat("fhirgw serving gRPC on ", (*server)->grpc_address(), ", log ",
-                       config->store().sqlite().path(), ", ", config->destinations_size(),
-                       " destination(s)"));
+  // The log's location, never the PostgreSQL DSN (it may hold a password).
+  const std::string log = config->store().has_postgres()
+                              ? "PostgreSQL"
+                              : absl::StrCat("SQLite ", config->store().sqlite().path());
+  LogInfo(absl::StrCat("fhirgw serving gRPC on ", (*server)->grpc_address(), ", log ", log, ", ",
+                       config->destinations_size(), " destination(s)"));
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
