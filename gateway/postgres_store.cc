@@ -221,8 +221,16 @@ class Result {
 // A libpq connection with a cache of prepared statements. Not thread-safe.
 class Connection {
  public:
-  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& dsn) {
-    PGconn* raw = PQconnectdb(dsn.c_str());
+  // Connects with `dsn` (key=value or URI); `application_name` shows the connection's role in
+  // pg_stat_activity.
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& dsn,
+                                                          const char* application_name) {
+    // expand_dbname: `dsn` is a whole connection string. Its connect_timeout replaces the default
+    // before it (so that /readyz answers while the database is unreachable); application_name
+    // after it replaces the DSN's.
+    const char* keywords[] = {"connect_timeout", "dbname", "application_name", nullptr};
+    const char* values[] = {"10", dsn.c_str(), application_name, nullptr};
+    PGconn* raw = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
     if (raw == nullptr || PQstatus(raw) != CONNECTION_OK) {
       std::string message = raw ? PQerrorMessage(raw) : "out of memory";
       PQfinish(raw);
@@ -231,6 +239,17 @@ class Connection {
       }
       return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL: ", message));
     }
+    // Server notices and warnings go to the gateway's log, not straight to stderr.
+    PQsetNoticeProcessor(
+        raw,
+        [](void*, const char* message) {
+          absl::string_view text(message);
+          while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) {
+            text.remove_suffix(1);
+          }
+          LogWarning(absl::StrCat("postgres: ", text));
+        },
+        nullptr);
     std::unique_ptr<Connection> connection(new Connection(raw));
     // Durable commits whatever the server's default; notices (e.g. "relation already exists,
     // skipping") stay out of the gateway's log.
@@ -364,7 +383,7 @@ class ConnectionPool {
     }
     ++open_;
     lock.unlock();
-    absl::StatusOr<std::unique_ptr<Connection>> connection = Connection::Open(dsn_);
+    absl::StatusOr<std::unique_ptr<Connection>> connection = Connection::Open(dsn_, "fhirgw");
     if (!connection.ok()) {
       lock.lock();
       --open_;
@@ -673,9 +692,10 @@ class PostgresStore final : public Store {
   }
 
   absl::Status Init() {
-    if (options_.lease_ms <= 0)
+    if (options_.lease_ms <= 0) {
       return absl::InvalidArgumentError("store.postgres.lease_ms: must be positive");
-    FHIRGW_ASSIGN_OR_RETURN(writer_, Connection::Open(options_.dsn));
+    }
+    FHIRGW_ASSIGN_OR_RETURN(writer_, Connection::Open(options_.dsn, "fhirgw-commit"));
     // Replicas starting together would race on CREATE ... IF NOT EXISTS (a unique violation in the
     // catalog): one creates the schema while the others wait.
     FHIRGW_RETURN_IF_ERROR(
@@ -686,10 +706,11 @@ class PostgresStore final : public Store {
     committer_ = std::thread([this] { CommitLoop(); });
     if (options_.on_inbound || options_.on_status) {
       // Listening before Open returns: nothing committed after it is missed.
-      FHIRGW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> listening, Listen());
-      listener_ =
-          std::thread([this, conn = std::shared_ptr<Connection>(std::move(listening))]() mutable {
-            ListenLoop(std::move(conn));
+      int64_t head = 0;
+      FHIRGW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> listening, Listen(&head));
+      listener_ = std::thread(
+          [this, head, conn = std::shared_ptr<Connection>(std::move(listening))]() mutable {
+            ListenLoop(std::move(conn), head);
           });
     }
     keeper_ = std::thread([this] { KeepLeases(); });
@@ -1310,7 +1331,7 @@ class PostgresStore final : public Store {
     absl::Status commit = [&]() -> absl::Status {
       if (writer_ == nullptr || writer_->broken()) {
         writer_.reset();
-        FHIRGW_ASSIGN_OR_RETURN(writer_, Connection::Open(options_.dsn));
+        FHIRGW_ASSIGN_OR_RETURN(writer_, Connection::Open(options_.dsn, "fhirgw-commit"));
       }
       Connection& conn = *writer_;
       FHIRGW_RETURN_IF_ERROR(conn.Run(kBegin));
@@ -1401,7 +1422,9 @@ class PostgresStore final : public Store {
               absl::StrCat("SELECT k.c, k.r, k.d, t.id, t.version, t.content_hash, t.status, "
                            "t.alerts, t.seq, t.kind, t.destination, t.patient_id FROM (VALUES ",
                            values,
-                           ") AS k (c, r, d) JOIN LATERAL (SELECT * FROM transactions x "
+                           ") AS k (c, r, d) JOIN LATERAL (SELECT x.id, x.version, x.content_hash, "
+                           "x.status, x.alerts, x.seq, x.kind, x.destination, x.patient_id "
+                           "FROM transactions x "
                            "WHERE x.clinic_id = k.c AND x.record_id = k.r AND x.direction = k.d "
                            "ORDER BY x.version DESC LIMIT 1) t ON true"),
               params));
@@ -1677,30 +1700,47 @@ class PostgresStore final : public Store {
     }
   }
 
-  // Opens a connection that LISTENs on both channels.
-  absl::StatusOr<std::unique_ptr<Connection>> Listen() {
-    FHIRGW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(options_.dsn));
+  // Opens a connection that LISTENs on both channels; `*head` is the chain head once it listens
+  // (everything logged after it will be notified).
+  absl::StatusOr<std::unique_ptr<Connection>> Listen(int64_t* head) {
+    FHIRGW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
+                            Connection::Open(options_.dsn, "fhirgw-listener"));
     FHIRGW_RETURN_IF_ERROR(
         conn->Run(absl::StrCat("LISTEN ", kInboundChannel, "; LISTEN ", kStatusChannel)));
+    FHIRGW_ASSIGN_OR_RETURN(Result row, conn->Exec("SELECT seq FROM chain_head WHERE id = 1"));
+    *head = row.rows() == 1 ? row.Int(0, 0) : 0;
     return conn;
   }
 
-  // Hands the notifications that arrive on `conn` (after the writers' COMMITs) to the callbacks;
-  // reconnects when the connection breaks.
-  void ListenLoop(std::shared_ptr<Connection> conn) {
+  // Hands the notifications that arrive on `conn` (after the writers' COMMITs) to the callbacks.
+  // When the connection breaks it reconnects, and wakes the streams of every clinic that received
+  // hospital data since `head` (the notifications sent meanwhile are lost).
+  void ListenLoop(std::shared_ptr<Connection> conn, int64_t head) {
     while (!listener_stop_) {
       if (conn == nullptr || conn->broken()) {
         conn.reset();
-        absl::StatusOr<std::unique_ptr<Connection>> opened = Listen();
-        if (!opened.ok()) {
-          LogWarning(absl::StrCat("cannot listen for the other replicas' news: ",
-                                  opened.status().message()));
+        int64_t new_head = 0;
+        absl::StatusOr<std::unique_ptr<Connection>> opened = Listen(&new_head);
+        absl::Status missed = opened.status();
+        if (opened.ok() && options_.on_inbound) {
+          absl::StatusOr<Result> clinics = (*opened)->Exec(
+              "SELECT DISTINCT clinic_id FROM transactions WHERE direction = 2 AND seq > $1",
+              {Int(head)});
+          missed = clinics.status();
+          for (int i = 0; clinics.ok() && i < clinics->rows(); ++i) {
+            options_.on_inbound(clinics->Bytes(i, 0));
+          }
+        }
+        if (!missed.ok()) {
+          LogWarning(
+              absl::StrCat("cannot listen for the other replicas' news: ", missed.message()));
           for (int i = 0; i < 10 && !listener_stop_; ++i) {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
           }
           continue;
         }
         conn = std::shared_ptr<Connection>(*std::move(opened));
+        head = new_head;
       }
       pollfd fd{PQsocket(conn->raw()), POLLIN, 0};
       if (::poll(&fd, 1, 200) < 0) continue;

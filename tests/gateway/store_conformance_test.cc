@@ -565,6 +565,50 @@ TEST_P(StoreConformanceTest, ConcurrentAppendsAllCompleteWithDistinctIds) {
   EXPECT_TRUE(Verify().ok());
 }
 
+// Every callback of one batch runs after that batch's COMMIT and before the next batch starts, so
+// the number of rows a callback can see tells which commit made its record durable.
+TEST_P(StoreConformanceTest, GroupCommitMakesABurstOfAppendsShareCommits) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 25;
+  constexpr int kBatch = 25;
+  Settings batched;
+  batched.max_batch = kBatch;
+  batched.max_batch_delay_us = 20'000'000;  // every batch waits until it is full
+  Open(batched);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<int64_t, int> callbacks_by_visible_rows;  // guarded by mu
+  int callbacks = 0;                                 // guarded by mu
+  int failures = 0;                                  // guarded by mu
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        store_->Append(MakeEntry("lakeside", absl::StrCat("r-", t, "-", i), absl::StrCat("p-", t)),
+                       [&](absl::StatusOr<AppendResult> r) {
+                         const int64_t visible = RawInt("SELECT count(*) FROM transactions");
+                         std::lock_guard<std::mutex> lock(mu);
+                         if (!r.ok()) ++failures;
+                         ++callbacks_by_visible_rows[visible];
+                         ++callbacks;
+                         cv.notify_all();
+                       });
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(
+      cv.wait_for(lock, kCallbackTimeout, [&] { return callbacks == kThreads * kPerThread; }))
+      << callbacks << " callbacks";
+  EXPECT_EQ(failures, 0);
+  std::map<int64_t, int> expected;
+  for (int commit = 1; commit <= kThreads * kPerThread / kBatch; ++commit) {
+    expected[commit * kBatch] = kBatch;
+  }
+  EXPECT_EQ(callbacks_by_visible_rows, expected);
+}
+
 TEST_P(StoreConformanceTest, CloseCommitsWhatIsQueuedAndLaterAppendsAreUnavailable) {
   Settings slow;
   slow.max_batch_delay_us = 60'000'000;  // without Close the batch would wait a minute
@@ -1452,6 +1496,28 @@ TEST_F(PostgresReplicasTest, NotificationsReachTheOtherReplicas) {
                           [&] { return !inbound.empty() && statuses.count(id) > 0; }));
   EXPECT_THAT(inbound, ElementsAre("lakeside"));
   EXPECT_EQ(statuses[id], v1::DELIVERED);
+}
+
+// The listener's connection is cut (a database restart, a proxy timeout): it reconnects and wakes
+// the streams of the clinics that received hospital data meanwhile, whose notifications were lost.
+TEST_F(PostgresReplicasTest, AListenerThatLostItsConnectionCatchesUp) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> inbound;  // guarded by mu
+  Settings listening;
+  listening.on_inbound = [&](const std::string& clinic) {
+    std::lock_guard<std::mutex> lock(mu);
+    inbound.push_back(clinic);
+    cv.notify_all();
+  };
+  std::unique_ptr<Store> b = Replica(listening);
+  EXPECT_EQ(Raw("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'fhirgw-listener') terminated"),
+            "1");
+  Append(MakeInbound("riverside", "in-1"));
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !inbound.empty(); }));
+  EXPECT_EQ(inbound.front(), "riverside");
 }
 
 // ---- configuration

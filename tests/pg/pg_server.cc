@@ -85,9 +85,9 @@ std::string PgServer::BinDir() {
 }
 
 std::string PgServer::MissingMessage() {
-  return "PostgreSQL is not installed (no initdb/postgres under /usr/lib/postgresql/*/bin, and "
-         "FHIRGW_PG_BINDIR is not set): the PostgreSQL store tests are skipped. "
-         "scripts/deps.sh installs the postgresql package.";
+  return "PostgreSQL is not installed (no initdb and postgres under $FHIRGW_PG_BINDIR or "
+         "/usr/lib/postgresql/*/bin): the PostgreSQL store tests are skipped. "
+         "scripts/deps.sh --test installs the postgresql package.";
 }
 
 std::unique_ptr<PgServer> PgServer::Start(const PgServerOptions& options, std::string* error) {

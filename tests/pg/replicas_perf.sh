@@ -27,12 +27,25 @@ REPLICAS=${REPLICAS:-1 2 3}
 work=$(mktemp -d /tmp/fhirgw-replicas-perf-XXXXXX)
 chmod 755 "$work"
 pids=()
+postgres_pid=""
 cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    [[ $pid == "$postgres_pid" ]] || kill -TERM "$pid" 2>/dev/null || true
+  done
   sleep 1
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    [[ $pid == "$postgres_pid" ]] || kill -KILL "$pid" 2>/dev/null || true
+  done
+  # PostgreSQL last, with a fast shutdown, waiting until its backends are gone too.
+  if [[ -n $postgres_pid ]]; then
+    kill -INT "$postgres_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$postgres_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
   wait 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf "$work" || { sleep 1; rm -rf "$work"; }
 }
 trap cleanup EXIT
 
@@ -73,9 +86,11 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 "${as_pg[@]}" "$bindir/initdb" --pgdata="$work/pg" --username=fhirgw --auth=trust \
   --encoding=UTF8 --locale=C >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
+  console.log(s.address().port); s.close(); });')
 start postgres "${as_pg[@]}" "$bindir/postgres" -D "$work/pg" -k "$work" -p "$port" \
   -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB
+postgres_pid=$started_pid
 for _ in $(seq 1 100); do
   "$bindir/pg_isready" -q -h "$work" -p "$port" && break
   sleep 0.1
