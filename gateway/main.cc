@@ -75,9 +75,8 @@ ABSL_FLAG(std::string, to, "", "audit query, export: before this time (exclusive
 ABSL_FLAG(int, page_size, 50, "audit query: transactions per page (1..1000)");
 ABSL_FLAG(std::string, page_token, "", "audit query: continue after a previous page");
 ABSL_FLAG(bool, all, false, "audit query: follow page tokens to the last page");
-ABSL_FLAG(
-    std::string, tls_ca_file, "",
-    "push, watch, audit: PEM CA bundle that verifies a TLS --target (without it: plaintext)");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "push, watch, audit: PEM CA bundle that verifies a TLS --target (without it: plaintext)");
 
 namespace {
 

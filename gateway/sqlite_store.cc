@@ -361,6 +361,7 @@ class SqliteStore final : public Store {
     Close();
     sqlite3_close(writer_);
     sqlite3_close(reader_);
+    sqlite3_close(checkpoint_db_);
   }
 
   absl::Status Init() {
@@ -425,6 +426,9 @@ class SqliteStore final : public Store {
         "INSERT INTO audit_log (seq, at_ms, transaction_id, clinic_id, entry, prev_hash, hash) "
         "VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6)"));
     FHIRGW_RETURN_IF_ERROR(LoadHead());
+    FHIRGW_ASSIGN_OR_RETURN(checkpoint_db_, OpenConnection(options_.path));
+    sqlite3_wal_hook(writer_, &SqliteStore::OnWalCommit, this);
+    checkpointer_ = std::thread([this] { CheckpointLoop(); });
     committer_ = std::thread([this] { CommitLoop(); });
     return absl::OkStatus();
   }
@@ -996,8 +1000,10 @@ class SqliteStore final : public Store {
       FHIRGW_RETURN_IF_ERROR(Exec(writer_, "BEGIN IMMEDIATE"));
       absl::Status status = [&]() -> absl::Status {
         Statement clear, attempts, rewrite;
+        // Alerts go too: they quote the patient's answers (PHQ-9 item 9).
         FHIRGW_RETURN_IF_ERROR(clear.Prepare(
-            writer_, "UPDATE transactions SET record = x'', fhir = '' WHERE id = ?1"));
+            writer_,
+            "UPDATE transactions SET record = x'', fhir = '', alerts = x'' WHERE id = ?1"));
         FHIRGW_RETURN_IF_ERROR(attempts.Prepare(
             writer_, "SELECT number, attempt FROM attempts WHERE transaction_id = ?1"));
         FHIRGW_RETURN_IF_ERROR(rewrite.Prepare(
@@ -1044,9 +1050,48 @@ class SqliteStore final : public Store {
       queue_cv_.notify_all();
     }
     if (committer_.joinable()) committer_.join();
+    {
+      std::lock_guard<std::mutex> lock(checkpoint_mu_);
+      checkpoint_stop_ = true;
+      checkpoint_cv_.notify_all();
+    }
+    if (checkpointer_.joinable()) checkpointer_.join();
   }
 
  private:
+  // WAL checkpoints run on a thread of their own instead of inside the COMMIT that crossed SQLite's
+  // threshold: a checkpoint copies megabytes into the database file and fsyncs it, and every push
+  // of the batch whose COMMIT ran it waited for that (the push p99). Past kInlineCheckpointFrames
+  // the committing thread checkpoints itself, as SQLite would, so that the WAL stays bounded.
+  static constexpr int kCheckpointFrames = 1000;  // SQLite's default wal_autocheckpoint
+  static constexpr int kInlineCheckpointFrames = 16000;
+
+  // sqlite3_wal_hook on the writer: runs after each commit with the WAL's size in frames.
+  static int OnWalCommit(void* arg, sqlite3* db, const char* name, int frames) {
+    auto* self = static_cast<SqliteStore*>(arg);
+    if (frames >= kInlineCheckpointFrames) {
+      sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (frames >= kCheckpointFrames) {
+      std::lock_guard<std::mutex> lock(self->checkpoint_mu_);
+      self->checkpoint_wanted_ = true;
+      self->checkpoint_cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void CheckpointLoop() {
+    std::unique_lock<std::mutex> lock(checkpoint_mu_);
+    while (true) {
+      checkpoint_cv_.wait(lock, [this] { return checkpoint_stop_ || checkpoint_wanted_; });
+      if (checkpoint_stop_) return;
+      checkpoint_wanted_ = false;
+      lock.unlock();
+      sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                nullptr);
+      lock.lock();
+    }
+  }
+
   // What an append needs that does not depend on the log's state: made on the caller's thread
   // (Enqueue), so that the one commit thread, which every push waits for, does not spend its time
   // hashing, encrypting and drawing ids.
@@ -1449,6 +1494,15 @@ class SqliteStore final : public Store {
   Statement latest_, insert_, claim_, insert_attempt_, complete_, link_patient_, link_ehr_patient_,
       tx_meta_, insert_log_;
   Statement savepoint_, release_, rollback_to_;  // the commit thread's, prepared on first use
+
+  // The background checkpoints (CheckpointLoop); checkpoint_db_ is used by that thread only.
+  sqlite3* checkpoint_db_ = nullptr;
+  std::thread checkpointer_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false;  // guarded by checkpoint_mu_
+  bool checkpoint_stop_ = false;    // guarded by checkpoint_mu_
+
   int64_t head_seq_ = 0;   // guarded by writer_mu_: the chain head
   int64_t last_signed_seq_ = 0;  // guarded by writer_mu_
   std::string head_hash_;  // guarded by writer_mu_

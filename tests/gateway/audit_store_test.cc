@@ -735,10 +735,17 @@ TEST_F(AuditStoreTest, PurgeRemovesOldPayloadsButKeepsMetadataAndTheChain) {
 
   // Finished before 3200: delivered (1000), replayed (2000, delivered at last), rejected (3000).
   // Kept: the inbound record (3500) is newer, version 2 (8000) is newer and not finished.
+  ASSERT_GT(db.Int(absl::StrCat("SELECT length(alerts) FROM transactions WHERE id = '", h.delivered,
+                                "'")),
+            0);
   absl::StatusOr<int> purged = store_->PurgePayloads(3200);
   ASSERT_TRUE(purged.ok()) << purged.status();
   EXPECT_EQ(*purged, 3);
 
+  // The alert of the delivered transaction quoted an answer: purged with the payloads.
+  EXPECT_EQ(db.Int(absl::StrCat("SELECT length(alerts) FROM transactions WHERE id = '", h.delivered,
+                                "'")),
+            0);
   for (const std::string& id : {h.delivered, h.replayed, h.rejected}) {
     EXPECT_EQ(db.Int(absl::StrCat("SELECT length(record) FROM transactions WHERE id = '", id, "'")),
               0)
@@ -776,6 +783,7 @@ TEST_F(AuditStoreTest, PurgeRemovesOldPayloadsButKeepsMetadataAndTheChain) {
   EXPECT_EQ(tx->principal(), "token:lakeside");
   EXPECT_EQ(tx->fhir_json(), "");
   EXPECT_EQ(tx->record().record_id(), "");
+  EXPECT_THAT(tx->alerts(), IsEmpty());
   ASSERT_EQ(tx->attempts_size(), 1);
   EXPECT_EQ(tx->attempts(0).http_status(), 200);
   EXPECT_EQ(tx->attempts(0).response(), "");
