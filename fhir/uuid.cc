@@ -35,14 +35,15 @@ bool CpuHasShaNi() {
 // fhirgw hashes a name for every resource it writes. Follows Intel's published sequence (four
 // rounds per sha1rnds4; sha1msg1/sha1msg2 and XOR extend the message schedule).
 __attribute__((target("sha,sse4.1,ssse3"))) void Sha1BlockShaNi(uint32_t state[5],
-                                                                 const uint8_t* block) {
+                                                                const uint8_t* block) {
   const __m128i kByteSwap = _mm_set_epi64x(0x0001020304050607ULL, 0x08090a0b0c0d0e0fULL);
   __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(state)), 0x1B);
   __m128i e0 = _mm_set_epi32(static_cast<int>(state[4]), 0, 0, 0);
   const __m128i abcd_save = abcd;
   const __m128i e0_save = e0;
   __m128i e1;
-  __m128i msg0 = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)), kByteSwap);
+  __m128i msg0 =
+      _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)), kByteSwap);
   __m128i msg1 =
       _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16)), kByteSwap);
   __m128i msg2 =

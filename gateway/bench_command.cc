@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
+#include "gateway/client_channel.h"
 #include "grpcpp/grpcpp.h"
 #include "mappers/record_json.h"
 
@@ -280,11 +281,12 @@ class Driver {
     if (!flags_.token.empty()) {
       call->context.AddMetadata("authorization", absl::StrCat("Bearer ", flags_.token));
     }
+    // Counted before it starts, so that its answer can never make the count go below zero.
+    outstanding_.fetch_add(1, std::memory_order_relaxed);
+    sent_.store(k + 1, std::memory_order_release);
     call->reader = stub_->PrepareAsyncPush(&call->context, request_, &cq_);
     call->reader->StartCall();
     call->reader->Finish(&call->response, &call->status, call);
-    outstanding_.fetch_add(1, std::memory_order_relaxed);
-    sent_.store(k + 1, std::memory_order_release);
   }
 
   // Open loop: sends request k at start + k / rate, on time or as soon as possible after.
@@ -406,7 +408,9 @@ std::string CheckFlags(const BenchFlags& flags) {
 
 }  // namespace
 
-int RunBench(const BenchFlags& flags, std::FILE* out, std::FILE* err) {
+int RunBench(const BenchFlags& given, std::FILE* out, std::FILE* err) {
+  BenchFlags flags = given;
+  flags.token = TokenFromFlagOrEnv(given.token);
   if (std::string problem = CheckFlags(flags); !problem.empty()) {
     std::fprintf(err,
                  "fhirgw bench: %s\nusage: fhirgw bench --target=HOST:PORT --mode=open|closed "
@@ -509,11 +513,15 @@ int RunBench(const BenchFlags& flags, std::FILE* out, std::FILE* err) {
   if (!total.first_error.empty())
     std::fprintf(out, "  first error: %s\n", total.first_error.c_str());
   std::fprintf(out, "achieved %.1f/s (OK answers in the %.2f s window)\n", achieved, window_s);
-  std::fprintf(out,
-               "latency ms (from the %s send time, n=%zu): p50 %.3f  p90 %.3f  p99 %.3f  p99.9 "
-               "%.3f  max %.3f\n",
-               open_loop ? "scheduled" : "actual", total.latencies_ns.size(), p50, p90, p99, p999,
-               max);
+  if (total.latencies_ns.empty()) {
+    std::fprintf(out, "latency: no OK answer to a request started in the window\n");
+  } else {
+    std::fprintf(out,
+                 "latency ms (from the %s send time, n=%zu): p50 %.3f  p90 %.3f  p99 %.3f  p99.9 "
+                 "%.3f  max %.3f\n",
+                 open_loop ? "scheduled" : "actual", total.latencies_ns.size(), p50, p90, p99, p999,
+                 max);
+  }
   std::fprintf(out, "client: cpu %.2f s, max outstanding %lld", cpu_s,
                static_cast<long long>(total.max_outstanding));
   if (open_loop) {

@@ -30,16 +30,17 @@
 namespace fhirgw::gateway {
 
 struct BenchFlags {
-  std::string target;             // HOST:PORT of a gateway or bench-server
-  std::string mode = "open";      // "open" (fixed rate) or "closed" (fixed concurrency)
-  double rate = 1000;             // open: requests per second, over all threads
-  int concurrency = 64;           // closed: requests outstanding, over all threads
-  double duration_s = 10;         // measured window
-  double warmup_s = 1;            // sent before the window, not measured
-  int64_t count = 0;              // > 0: send exactly this many records (no warmup), then stop
-  std::string mix = "realistic";  // or one kind: infusion, questionnaire, medication_statement,
-                                  // encounter
-  std::string token;              // sent as "authorization: Bearer <token>" when set
+  std::string target;         // HOST:PORT of a gateway or bench-server
+  std::string mode = "open";  // "open" (fixed rate) or "closed" (fixed concurrency)
+  double rate = 1000;         // open: requests per second, over all threads
+  int concurrency = 64;       // closed: requests outstanding, over all threads
+  double duration_s = 10;     // measured window
+  double warmup_s = 1;        // sent before the window, not measured
+  int64_t count = 0;          // > 0: send exactly this many records (no warmup), then stop
+  // "realistic", or one kind: infusion, questionnaire, medication_statement, encounter.
+  std::string mix = "realistic";
+  // Sent as "authorization: Bearer <token>"; empty: $FHIRGW_TOKEN, if set.
+  std::string token;
   std::string examples_dir = "examples";
   int threads = 1;         // driver threads, each with its own connection
   std::string run_id;      // record id prefix; empty picks one from the clock

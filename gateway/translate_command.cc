@@ -2,11 +2,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gateway/record_input.h"
+#include "google/protobuf/arena.h"
 #include "mappers/record_json.h"
 #include "mappers/registry.h"
 #include "mappers/reverse.h"
@@ -14,52 +17,109 @@
 namespace fhirgw::gateway {
 namespace {
 
-class Translator {
+// Collects what the command prints and writes it in large blocks: a write per Bundle and an
+// unbuffered stderr write per alert were a tenth of the time of a large translate. Messages for
+// stderr go out before the output written at the same time.
+class BufferedOutput {
  public:
-  Translator(const TranslateOptions& options, std::FILE* out, std::FILE* err)
-      : options_(options), out_(out), err_(err) {}
+  BufferedOutput(std::FILE* out, std::FILE* err) : out_file_(out), err_file_(err) {}
 
-  // Translates one record; `prefix` ("line 3: " or "") goes before every message.
-  bool Translate(absl::string_view json, absl::string_view prefix, fhir::JsonStyle style) {
-    absl::StatusOr<v1::ClinicRecord> record = mappers::ParseRecordJson(json);
-    if (!record.ok()) {
-      Report(prefix, absl::StrCat(record.status().message(), "\n"));
-      return false;
-    }
-    mappers::MapContext context = mappers::MapContext::ForTenant(record->clinic_id());
-    context.item_observations = options_.item_observations;
-    fhir::IssueList issues;
-    absl::StatusOr<mappers::MapOutput> mapped = mappers::MapToFhir(*record, context, issues);
-    if (!mapped.ok()) {
-      std::string text;
-      for (const fhir::Issue& issue : issues) {
-        absl::StrAppend(&text, prefix, fhir::FormatIssues({issue}));
-      }
-      if (issues.empty()) absl::StrAppend(&text, prefix, mapped.status().message(), "\n");
-      std::fputs(text.c_str(), err_);
-      return false;
-    }
-    for (const v1::Alert& alert : mapped->alerts) {
-      Report(prefix, absl::StrCat("alert: ", v1::Alert::Kind_Name(alert.kind()), ": ",
-                                  alert.message(), "\n"));
-    }
-    buffer_.clear();
-    fhir::AppendJson(mapped->bundle.document(), style, buffer_);
-    buffer_.push_back('\n');
-    std::fwrite(buffer_.data(), 1, buffer_.size(), out_);
-    return true;
+  std::string& out() { return out_; }
+  std::string& err() { return err_; }
+
+  // Writes the buffers once they hold enough to be worth a write.
+  void MaybeFlush() {
+    if (out_.size() + err_.size() >= kFlushBytes) Flush();
+  }
+  void Flush() {
+    if (!err_.empty()) std::fwrite(err_.data(), 1, err_.size(), err_file_);
+    if (!out_.empty()) std::fwrite(out_.data(), 1, out_.size(), out_file_);
+    err_.clear();
+    out_.clear();
   }
 
  private:
-  void Report(absl::string_view prefix, absl::string_view text) {
-    std::string line = absl::StrCat(prefix, text);
-    std::fputs(line.c_str(), err_);
+  static constexpr size_t kFlushBytes = 1 << 20;
+
+  std::FILE* out_file_;
+  std::FILE* err_file_;
+  std::string out_;
+  std::string err_;
+};
+
+// "line N: " for NDJSON line `line`, "" for a single-document input (line 0).
+std::string LinePrefix(int line) { return line == 0 ? "" : absl::StrCat("line ", line, ": "); }
+
+class Translator {
+ public:
+  Translator(const TranslateOptions& options, BufferedOutput& output)
+      : options_(options), output_(output), arena_(ArenaOptions(arena_block_)) {}
+
+  // Translates one record of NDJSON line `line` (0: a single-document input).
+  bool Translate(absl::string_view json, int line, fhir::JsonStyle style) {
+    // The record lives on an arena that is reset for the next one, and the reader keeps its
+    // buffers: no per-record allocation of the message tree or the JSON DOM.
+    auto* record = google::protobuf::Arena::CreateMessage<v1::ClinicRecord>(&arena_);
+    const bool ok = TranslateRecord(json, line, style, *record);
+    arena_.Reset();
+    output_.MaybeFlush();
+    return ok;
+  }
+
+ private:
+  static constexpr size_t kArenaBlockSize = 64 * 1024;
+
+  static google::protobuf::ArenaOptions ArenaOptions(std::unique_ptr<char[]>& block) {
+    block = std::make_unique<char[]>(kArenaBlockSize);
+    google::protobuf::ArenaOptions options;
+    options.initial_block = block.get();
+    options.initial_block_size = kArenaBlockSize;
+    return options;
+  }
+
+  bool TranslateRecord(absl::string_view json, int line, fhir::JsonStyle style,
+                       v1::ClinicRecord& record) {
+    std::string& err = output_.err();
+    if (absl::Status parsed = reader_.Read(json, record); !parsed.ok()) {
+      absl::StrAppend(&err, LinePrefix(line), parsed.message(), "\n");
+      return false;
+    }
+    fhir::IssueList issues;
+    absl::StatusOr<mappers::MapOutput> mapped =
+        mappers::MapToFhir(record, ContextFor(record.clinic_id()), issues);
+    if (!mapped.ok()) {
+      const std::string prefix = LinePrefix(line);
+      for (const fhir::Issue& issue : issues) {
+        absl::StrAppend(&err, prefix, fhir::FormatIssues({issue}));
+      }
+      if (issues.empty()) absl::StrAppend(&err, prefix, mapped.status().message(), "\n");
+      return false;
+    }
+    for (const v1::Alert& alert : mapped->alerts) {
+      absl::StrAppend(&err, LinePrefix(line), "alert: ", v1::Alert::Kind_Name(alert.kind()), ": ",
+                      alert.message(), "\n");
+    }
+    std::string& out = output_.out();
+    fhir::AppendJson(mapped->bundle.document(), style, out);
+    out.push_back('\n');
+    return true;
+  }
+
+  // The mapping context of `tenant`, kept while consecutive records are the same clinic's.
+  const mappers::MapContext& ContextFor(absl::string_view tenant) {
+    if (!context_ || context_->tenant != tenant) {
+      context_ = mappers::MapContext::ForTenant(tenant);
+      context_->item_observations = options_.item_observations;
+    }
+    return *context_;
   }
 
   const TranslateOptions& options_;
-  std::FILE* out_;
-  std::FILE* err_;
-  std::string buffer_;
+  BufferedOutput& output_;
+  mappers::RecordJsonReader reader_;
+  std::optional<mappers::MapContext> context_;
+  std::unique_ptr<char[]> arena_block_;
+  google::protobuf::Arena arena_;  // after arena_block_, which it uses
 };
 
 // FHIR R4 -> clinic records (translate --reverse).
@@ -69,28 +129,27 @@ int RunReverseTranslate(const std::string& path, std::FILE* in, std::FILE* out, 
   mappers::ReverseContext context;
   context.match_any_tenant = true;
   int mapped = 0;
-  std::string text;
+  BufferedOutput output(out, err);
   absl::Status read = ForEachRecordText(path, in, [&](absl::string_view json, int line) {
-    const std::string prefix = line == 0 ? "" : absl::StrCat("line ", line, ": ");
+    const std::string prefix = LinePrefix(line);
     fhir::IssueList issues;
     absl::StatusOr<std::vector<mappers::ReverseRecord>> records =
         mappers::MapFromFhir(json, context, issues);
-    text.clear();
     for (const fhir::Issue& issue : issues) {
-      absl::StrAppend(&text, prefix, fhir::FormatIssues({issue}));
+      absl::StrAppend(&output.err(), prefix, fhir::FormatIssues({issue}));
     }
     if (!records.ok() && issues.empty()) {
-      absl::StrAppend(&text, prefix, records.status().message(), "\n");
+      absl::StrAppend(&output.err(), prefix, records.status().message(), "\n");
     }
-    std::fputs(text.c_str(), err);
-    if (!records.ok()) return;
-    text.clear();
-    for (const mappers::ReverseRecord& record : *records) {
-      absl::StrAppend(&text, mappers::RecordToJson(record.record), "\n");
+    if (records.ok()) {
+      for (const mappers::ReverseRecord& record : *records) {
+        absl::StrAppend(&output.out(), mappers::RecordToJson(record.record), "\n");
+      }
+      mapped += static_cast<int>(records->size());
     }
-    std::fwrite(text.data(), 1, text.size(), out);
-    mapped += static_cast<int>(records->size());
+    output.MaybeFlush();
   });
+  output.Flush();
   if (std::fflush(out) != 0 || std::ferror(out)) {
     std::fprintf(err, "fhirgw translate: cannot write the output: %s\n", std::strerror(errno));
     return kExitFailure;
@@ -111,17 +170,16 @@ int RunReverseTranslate(const std::string& path, std::FILE* in, std::FILE* out, 
 int RunTranslate(const std::string& path, const TranslateOptions& options, std::FILE* in,
                  std::FILE* out, std::FILE* err) {
   if (options.reverse) return RunReverseTranslate(path, in, out, err);
-  Translator translator(options, out, err);
+  BufferedOutput output(out, err);
+  Translator translator(options, output);
   int failed = 0;
   int translated = 0;
   absl::Status read = ForEachRecordText(path, in, [&](absl::string_view json, int line) {
-    const bool ok = line == 0 ? translator.Translate(json, "",
-                                                     options.compact ? fhir::JsonStyle::kCompact
-                                                                     : fhir::JsonStyle::kPretty)
-                              : translator.Translate(json, absl::StrCat("line ", line, ": "),
-                                                     fhir::JsonStyle::kCompact);
-    ++(ok ? translated : failed);
+    const fhir::JsonStyle style =
+        line == 0 && !options.compact ? fhir::JsonStyle::kPretty : fhir::JsonStyle::kCompact;
+    ++(translator.Translate(json, line, style) ? translated : failed);
   });
+  output.Flush();
   if (std::fflush(out) != 0 || std::ferror(out)) {
     std::fprintf(err, "fhirgw translate: cannot write the output: %s\n", std::strerror(errno));
     return kExitFailure;

@@ -246,7 +246,8 @@ class FastReader {
   }
 
   static bool ReadTimestamp(const fhir::JsonValue& value, Message* message) {
-    auto* timestamp = google::protobuf::DynamicCastToGenerated<google::protobuf::Timestamp>(message);
+    auto* timestamp =
+        google::protobuf::DynamicCastToGenerated<google::protobuf::Timestamp>(message);
     return timestamp != nullptr && value.IsString() &&
            ParseUtcTimestamp(StringOf(value), *timestamp);
   }
@@ -281,7 +282,8 @@ class FastReader {
         return true;
       }
       case FieldDescriptor::TYPE_MESSAGE:
-        if (IsTimestamp(field)) return ReadTimestamp(value, reflection->MutableMessage(&message, field));
+        if (IsTimestamp(field))
+          return ReadTimestamp(value, reflection->MutableMessage(&message, field));
         if (!value.IsObject()) return false;
         return ReadMessage(value, *reflection->MutableMessage(&message, field));
       default:
@@ -361,8 +363,9 @@ absl::Status RecordJsonReader::Read(absl::string_view json, v1::ClinicRecord& re
     scratch_->text.assign(json.data(), json.size());
     scratch_->pool.Clear();
     fhir::JsonDocument document(&scratch_->pool);
-    document.ParseInsitu<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseFullPrecisionFlag>(
-        scratch_->text.data());
+    document
+        .ParseInsitu<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseFullPrecisionFlag>(
+            scratch_->text.data());
     if (!document.HasParseError() && FastReader(RecordTables()).ReadMessage(document, record)) {
       ++fast_reads_;
       return absl::OkStatus();

@@ -57,10 +57,11 @@ class Path {
 
 // Returns the member `key` of `object`, or nullptr when `object` is null, not an object, or has no
 // such member.
-const JsonValue* Member(const JsonValue* object, const char* key);
+// (`key` is a string_view so that the length of a literal is known where it is written.)
+const JsonValue* Member(const JsonValue* object, absl::string_view key);
 // Returns the string `value`, or "" when it is absent or not a string.
 absl::string_view String(const JsonValue* value);
-inline absl::string_view StringMember(const JsonValue* object, const char* key) {
+inline absl::string_view StringMember(const JsonValue* object, absl::string_view key) {
   return String(Member(object, key));
 }
 // Returns the elements of the array `value`; empty when it is absent or not an array.

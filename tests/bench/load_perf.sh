@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Push, memory and delivery figures of fhirgw for docs/PERFORMANCE.md. Everything runs on loopback
-# and every process started here is stopped on exit. Takes about 8 minutes with the defaults.
+# and every process started here is stopped on exit. Takes about 9 minutes with the defaults.
 #
 #   tests/bench/load_perf.sh [push|delivery|all]       (from anywhere; default all)
 #
@@ -115,12 +115,12 @@ closed_run() {
     -v hz="$ticks_per_s" 'BEGIN { printf "%s %.3f\n", r, 1000 * t / hz / ok }'
 }
 
-# "rate achieved p50 p99 p99.9" of an open-loop run against `target` at `rate`.
+# "rate achieved p50 p99 p99.9 errors" of an open-loop run against `target` at `rate`.
 open_run() {
   local result
   result=$(bench --target="$1" --mode=open --rate="$2" --warmup_s=2 --duration_s="$DURATION")
   echo "$2 $(json achieved_rate "$result") $(json p50_ms "$result") $(json p99_ms "$result")" \
-    "$(json p999_ms "$result")"
+    "$(json p999_ms "$result") $(json errors "$result")"
 }
 
 # Write + fsync latency of this disk (the floor under every durable push), with Node.
@@ -236,7 +236,7 @@ pairs: ratio gateway/baseline %    ${ratios[*]} (median $(median "${ratios[@]}")
 CPU ms per push: baseline server   ${base_cpus[*]}
 CPU ms per push: gateway           ${gw_cpus[*]}
 gateway sustained, c=256, $((DURATION * 3)) s   $sustained/s
-open loop (rate achieved p50 p99 p99.9 ms):
+open loop (rate achieved p50 p99 p99.9 ms, errors):
   gateway at half its maximum      $open_half
   baseline at the same rate        $base_half
   gateway at 100/s                 $open_light

@@ -1,16 +1,26 @@
 #include "fhir/json.h"
 
 #include <cctype>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
 
 namespace fhirgw::fhir {
 namespace {
@@ -385,6 +395,146 @@ TEST(JsonTest, WritesADocumentBuiltIntoAJsonDocument) {
   Json child = std::move(Json::Object(a).Str("id", "p1"));
   doc.AddMember("resource", child.Release(), a);
   EXPECT_EQ(WriteJson(doc, JsonStyle::kCompact), R"({"resource":{"id":"p1"}})");
+}
+
+// ---- the compact writer against rapidjson::Writer ----
+//
+// Compact output has its own writer (faster than rapidjson::Writer); it must write the very same
+// bytes, and stop where rapidjson's does (at a NaN or infinity).
+
+std::string RapidJsonCompact(const JsonValue& value) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  value.Accept(writer);
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+void ExpectSameAsRapidJson(const JsonValue& value) {
+  std::string ours = "prefix:";  // appends, keeping what was there
+  AppendJson(value, JsonStyle::kCompact, ours);
+  EXPECT_EQ(ours, "prefix:" + RapidJsonCompact(value));
+}
+
+TEST(CompactWriterTest, StringsAsRapidJsonWritesThem) {
+  std::vector<std::string> texts = {
+      "",
+      "a",
+      "plain ascii text that is longer than sixteen bytes, more than once over",
+      "quote \" and backslash \\ and slash /",
+      "\b\t\n\f\r",
+      std::string("nul \0 inside", 13),
+      "\x01\x02\x1f\x7f",
+      "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+      "\xff\xfe invalid utf-8",
+  };
+  // Short strings (the writer reads them in pieces of 8 and 4 bytes): every length, with an
+  // escaped or boundary byte at every position.
+  for (size_t length = 0; length <= 20; ++length) {
+    texts.push_back(std::string(length, 'k'));
+    for (size_t at = 0; at < length; ++at) {
+      for (char c : {'\0', '\x1f', '\x20', '"', '\\', '\n', '\x7f', '\x80', '\xff'}) {
+        std::string text(length, 'k');
+        text[at] = c;
+        texts.push_back(text);
+      }
+    }
+  }
+  // Every byte value, at every position of a sixteen-byte block and past it.
+  for (int c = 0; c < 256; ++c) {
+    for (size_t at : {0, 5, 15, 16, 17, 31, 40}) {
+      std::string text(41, 'x');
+      text[at] = static_cast<char>(c);
+      texts.push_back(text);
+    }
+  }
+  JsonDocument doc;
+  JsonAlloc& a = doc.GetAllocator();
+  for (const std::string& text : texts) {
+    JsonValue value(text.data(), static_cast<rapidjson::SizeType>(text.size()), a);
+    ExpectSameAsRapidJson(value);
+    JsonValue object(rapidjson::kObjectType);
+    object.AddMember(JsonValue(text.data(), static_cast<rapidjson::SizeType>(text.size()), a),
+                     JsonValue(text.data(), static_cast<rapidjson::SizeType>(text.size()), a), a);
+    ExpectSameAsRapidJson(object);
+  }
+}
+
+TEST(CompactWriterTest, NumbersAsRapidJsonWritesThem) {
+  JsonDocument doc;
+  std::vector<JsonValue> values;
+  for (int64_t i : {int64_t{0}, int64_t{1}, int64_t{-1}, int64_t{70}, int64_t{2147483647},
+                    int64_t{-2147483648LL}, int64_t{4294967295LL}, int64_t{4294967296LL},
+                    std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min()}) {
+    values.emplace_back(i);
+  }
+  values.emplace_back(std::numeric_limits<uint64_t>::max());
+  values.emplace_back(uint64_t{9223372036854775808ULL});
+  values.emplace_back(uint32_t{4000000000U});
+  for (double d : {0.0, -0.0, 0.5, 72.4, 0.1, 1e-7, 1e21, 1e300, 5e-324, -1.25, 123456789.123,
+                   std::numeric_limits<double>::max(), std::numeric_limits<double>::min()}) {
+    values.emplace_back(d);
+  }
+  std::mt19937_64 random(7);
+  for (int i = 0; i < 2000; ++i) {
+    const uint64_t bits = random();
+    double d;
+    std::memcpy(&d, &bits, sizeof d);
+    if (std::isfinite(d)) values.emplace_back(d);
+  }
+  for (const JsonValue& value : values) ExpectSameAsRapidJson(value);
+}
+
+TEST(CompactWriterTest, StopsAtNanOrInfinityAsRapidJsonDoes) {
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(),
+                     -std::numeric_limits<double>::infinity()}) {
+    JsonDocument doc;
+    JsonAlloc& a = doc.GetAllocator();
+    doc.SetObject();
+    doc.AddMember("a", 1, a);
+    JsonValue list(rapidjson::kArrayType);
+    list.PushBack(true, a).PushBack(bad, a).PushBack(false, a);
+    doc.AddMember("b", list, a);
+    doc.AddMember("c", "after", a);
+    ExpectSameAsRapidJson(doc);
+  }
+}
+
+TEST(CompactWriterTest, StructuresAsRapidJsonWritesThem) {
+  const std::vector<std::string> texts = {
+      "null",
+      "true",
+      "false",
+      "{}",
+      "[]",
+      "[[],{},[{}],{\"a\":[]}]",
+      R"({"resourceType":"Bundle","entry":[{"resource":{"a":[1,2.5,-3,null,true,"x"]}}]})",
+  };
+  for (const std::string& text : texts) {
+    JsonDocument doc;
+    doc.Parse(text.data(), text.size());
+    ASSERT_FALSE(doc.HasParseError()) << text;
+    ExpectSameAsRapidJson(doc);
+  }
+}
+
+// Every Bundle and FHIR input the repository holds, written compactly both ways.
+TEST(CompactWriterTest, RepositoryFhirJsonAsRapidJsonWritesIt) {
+  namespace fs = std::filesystem;
+  int files = 0;
+  for (const auto& entry :
+       fs::recursive_directory_iterator(fs::path(FHIRGW_SOURCE_DIR) / "tests" / "golden")) {
+    const std::string name = entry.path().string();
+    if (!name.ends_with(".bundle.json") && !name.ends_with(".fhir.json")) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    JsonDocument doc;
+    doc.Parse(text.str().data(), text.str().size());
+    ASSERT_FALSE(doc.HasParseError()) << name;
+    ExpectSameAsRapidJson(doc);
+    ++files;
+  }
+  EXPECT_GE(files, 50);  // the goldens were found
 }
 
 }  // namespace
