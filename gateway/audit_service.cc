@@ -65,9 +65,9 @@ std::string AuditEventJson(const v1::LogEntry& entry) {
   event.Str("resourceType", "AuditEvent");
   event.Put("type", fhir::Coding(a, "http://terminology.hl7.org/CodeSystem/audit-event-type",
                                  "rest", "RESTful Operation"));
-  event.Put("subtype", fhir::Json::Array(a).Push(
-                           fhir::Coding(a, "http://hl7.org/fhir/restful-interaction",
-                                        action.subtype, action.subtype)));
+  event.Put("subtype",
+            fhir::Json::Array(a).Push(fhir::Coding(a, "http://hl7.org/fhir/restful-interaction",
+                                                   action.subtype, action.subtype)));
   event.Str("action", action.action);
   event.Str("recorded", fhir::FormatInstant(entry.at_ms() / 1000,
                                             static_cast<int32_t>(entry.at_ms() % 1000) * 1000000));
@@ -90,11 +90,12 @@ std::string AuditEventJson(const v1::LogEntry& entry) {
   agent.Put("type", fhir::CodeableConcept(
                         a, "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
                         "datacollector", "data collector"));
-  agent.Put("who", fhir::IdentifierReference(a, "Device", "urn:fhirgw:principal",
-                                             entry.principal().empty() ? "fhirgw" : entry.principal(),
-                                             entry.principal().empty() ? "fhirgw" : entry.principal()));
-  agent.Bool("requestor", entry.event() == v1::LogEntry::RECORD_LOGGED ||
-                              entry.event() == v1::LogEntry::RESENT);
+  agent.Put("who",
+            fhir::IdentifierReference(a, "Device", "urn:fhirgw:principal",
+                                      entry.principal().empty() ? "fhirgw" : entry.principal(),
+                                      entry.principal().empty() ? "fhirgw" : entry.principal()));
+  agent.Bool("requestor",
+             entry.event() == v1::LogEntry::RECORD_LOGGED || entry.event() == v1::LogEntry::RESENT);
   fhir::Json agents = fhir::Json::Array(a);
   agents.Push(std::move(agent));
   event.Put("agent", std::move(agents));
@@ -114,10 +115,9 @@ std::string AuditEventJson(const v1::LogEntry& entry) {
   transaction.Put("type", fhir::Coding(a, "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                                        "2", "System Object"));
   transaction.Str("name", entry.record_id());
-  transaction.Str("description",
-                  absl::StrCat(v1::RecordKind_Name(entry.kind()), " ",
-                               v1::Direction_Name(entry.direction()), " version ", entry.version(),
-                               " of clinic ", entry.clinic_id()));
+  transaction.Str("description", absl::StrCat(v1::RecordKind_Name(entry.kind()), " ",
+                                              v1::Direction_Name(entry.direction()), " version ",
+                                              entry.version(), " of clinic ", entry.clinic_id()));
   fhir::Json details = fhir::Json::Array(a);
   fhir::Json sequence = fhir::Json::Object(a);
   sequence.Str("type", "log-sequence").Str("valueString", absl::StrCat(entry.sequence()));
@@ -132,9 +132,10 @@ std::string AuditEventJson(const v1::LogEntry& entry) {
   entities.Push(std::move(transaction));
   if (!entry.patient_id().empty()) {
     fhir::Json patient = fhir::Json::Object(a);
-    patient.Put("what", fhir::IdentifierReference(
-                            a, "Patient", absl::StrCat("urn:fhirgw:", entry.clinic_id(), ":patient"),
-                            entry.patient_id()));
+    patient.Put("what",
+                fhir::IdentifierReference(
+                    a, "Patient", absl::StrCat("urn:fhirgw:", entry.clinic_id(), ":patient"),
+                    entry.patient_id()));
     patient.Put("type", fhir::Coding(a, "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                                      "1", "Person"));
     patient.Put("role", fhir::Coding(a, "http://terminology.hl7.org/CodeSystem/object-role", "1",
@@ -198,9 +199,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::QueryTransactions(
   return reactor;
 }
 
-grpc::ServerUnaryReactor* AuditServiceImpl::GetTransaction(
-    grpc::CallbackServerContext* context, const v1::GetTransactionRequest* request,
-    v1::Transaction* response) {
+grpc::ServerUnaryReactor* AuditServiceImpl::GetTransaction(grpc::CallbackServerContext* context,
+                                                           const v1::GetTransactionRequest* request,
+                                                           v1::Transaction* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<Principal> who = Check(*context, "");
   if (!who.ok()) {

@@ -2,8 +2,8 @@
 //
 //   QueryTransactions  filters (time, clinic, patient, kind, direction, status, destination,
 //                      record_id), newest first, page tokens
-//   GetTransaction     the full lineage of one transaction: input, FHIR, attempts, outcome, principal
-//   VerifyLog          recomputes the hash chain and checks the signed head
+//   GetTransaction     the full lineage of one transaction: input, FHIR, attempts, outcome,
+//   principal VerifyLog          recomputes the hash chain and checks the signed head
 //   ExportAuditEvents  one FHIR R4 AuditEvent per log entry in a time range
 //
 // Every call is authorized as Action::kAudit; a scoped auditor sees only its clinics.
@@ -35,8 +35,7 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
                                       const v1::VerifyLogRequest* request,
                                       v1::VerifyLogResponse* response) override;
   grpc::ServerWriteReactor<v1::AuditEventChunk>* ExportAuditEvents(
-      grpc::CallbackServerContext* context,
-      const v1::ExportAuditEventsRequest* request) override;
+      grpc::CallbackServerContext* context, const v1::ExportAuditEventsRequest* request) override;
 
  private:
   // Authenticates the caller and authorizes kAudit on `clinic_id`; fills the caller's scope.

@@ -38,7 +38,8 @@ absl::StatusOr<std::string> ReadKey(const v1::EncryptionConfig::Key& key) {
   } else if (!key.key_env().empty()) {
     const char* value = std::getenv(key.key_env().c_str());
     if (value == nullptr) {
-      return absl::NotFoundError(absl::StrCat("environment variable ", key.key_env(), " is not set"));
+      return absl::NotFoundError(
+          absl::StrCat("environment variable ", key.key_env(), " is not set"));
     }
     text = value;
   } else {
@@ -54,7 +55,8 @@ absl::StatusOr<std::string> ReadKey(const v1::EncryptionConfig::Key& key) {
 }  // namespace
 
 bool IsEncryptedPayload(absl::string_view stored) {
-  return stored.size() >= sizeof kMagic && stored.substr(0, sizeof kMagic) == absl::string_view(kMagic, sizeof kMagic);
+  return stored.size() >= sizeof kMagic &&
+         stored.substr(0, sizeof kMagic) == absl::string_view(kMagic, sizeof kMagic);
 }
 
 absl::StatusOr<std::shared_ptr<const PayloadCipher>> PayloadCipher::FromConfig(
@@ -80,11 +82,14 @@ absl::StatusOr<std::shared_ptr<const PayloadCipher>> PayloadCipher::FromConfig(
 
 absl::StatusOr<std::shared_ptr<const PayloadCipher>> PayloadCipher::FromKeys(
     std::map<std::string, std::string> keys, std::string primary) {
-  if (!keys.count(primary)) return absl::InvalidArgumentError("the primary key is not among the keys");
+  if (!keys.count(primary))
+    return absl::InvalidArgumentError("the primary key is not among the keys");
   for (const auto& [id, key] : keys) {
-    if (key.size() != 32) return absl::InvalidArgumentError(absl::StrCat("key ", id, " is not 32 bytes"));
+    if (key.size() != 32)
+      return absl::InvalidArgumentError(absl::StrCat("key ", id, " is not 32 bytes"));
   }
-  return std::shared_ptr<const PayloadCipher>(new PayloadCipher(std::move(keys), std::move(primary)));
+  return std::shared_ptr<const PayloadCipher>(
+      new PayloadCipher(std::move(keys), std::move(primary)));
 }
 
 std::string PayloadCipher::Encrypt(absl::string_view plaintext) const {
@@ -122,10 +127,11 @@ absl::StatusOr<std::string> PayloadCipher::Decrypt(absl::string_view stored) con
   const std::string id(stored.substr(sizeof kMagic + 1, id_len));
   auto key = keys_.find(id);
   if (key == keys_.end()) {
-    return absl::NotFoundError(absl::StrCat("payload encrypted with key '", id,
-                                            "', which is not configured"));
+    return absl::NotFoundError(
+        absl::StrCat("payload encrypted with key '", id, "', which is not configured"));
   }
-  const auto* nonce = reinterpret_cast<const unsigned char*>(stored.data() + sizeof kMagic + 1 + id_len);
+  const auto* nonce =
+      reinterpret_cast<const unsigned char*>(stored.data() + sizeof kMagic + 1 + id_len);
   const size_t body = stored.size() - header - kTag;
   std::string plain(body, '\0');
   CipherCtx c;
@@ -185,10 +191,9 @@ std::string HeadSigner::Sign(absl::string_view message) const {
 bool HeadSigner::Verify(absl::string_view message, absl::string_view signature) const {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, static_cast<EVP_PKEY*>(key_));
-  const int ok = EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
-                                  signature.size(),
-                                  reinterpret_cast<const unsigned char*>(message.data()),
-                                  message.size());
+  const int ok = EVP_DigestVerify(
+      ctx, reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+      reinterpret_cast<const unsigned char*>(message.data()), message.size());
   EVP_MD_CTX_free(ctx);
   return ok == 1;
 }

@@ -4,9 +4,9 @@
 // ciphertext names the key that made it, so after a rotation (a new first key) old payloads still
 // decrypt with the older keys, which stay configured until no payload uses them.
 //
-//   FHIRGW_ASSIGN_OR_RETURN(auto cipher, PayloadCipher::FromConfig(config.security().encryption()));
-//   std::string stored = cipher->Encrypt(plaintext);
-//   FHIRGW_ASSIGN_OR_RETURN(std::string back, cipher->Decrypt(stored));
+//   FHIRGW_ASSIGN_OR_RETURN(auto cipher,
+//   PayloadCipher::FromConfig(config.security().encryption())); std::string stored =
+//   cipher->Encrypt(plaintext); FHIRGW_ASSIGN_OR_RETURN(std::string back, cipher->Decrypt(stored));
 //
 // HeadSigner signs the hash-chain head with Ed25519, so that a truncated log is detected.
 #ifndef FHIRGW_GATEWAY_CRYPTO_H_
@@ -35,7 +35,8 @@ class PayloadCipher {
   // Returns "\0FG1" | key id length | key id | 12-byte nonce | ciphertext | 16-byte tag.
   std::string Encrypt(absl::string_view plaintext) const;
   // Decrypts what Encrypt made; other input (a plaintext payload from before encryption was turned
-  // on) is returned unchanged. DataLoss when the tag does not verify, NotFound for an unknown key id.
+  // on) is returned unchanged. DataLoss when the tag does not verify, NotFound for an unknown key
+  // id.
   absl::StatusOr<std::string> Decrypt(absl::string_view stored) const;
 
   const std::string& primary_key_id() const { return primary_; }

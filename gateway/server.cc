@@ -6,8 +6,8 @@
 #include "fhir/status_macros.h"
 #include "gateway/audit_service.h"
 #include "gateway/auth.h"
-#include "gateway/crypto.h"
 #include "gateway/config.h"
+#include "gateway/crypto.h"
 #include "gateway/delivery.h"
 #include "gateway/http_server.h"
 #include "gateway/inbound.h"
@@ -56,8 +56,8 @@ class GatewayServerImpl final : public GatewayServer {
       absl::StatusOr<std::shared_ptr<const HeadSigner>> signer =
           HeadSigner::FromPrivateKeyFile(config_.audit().signing_key_file());
       if (!signer.ok()) {
-        return absl::Status(signer.status().code(), absl::StrCat("audit.signing_key_file: ",
-                                                                 signer.status().message()));
+        return absl::Status(signer.status().code(),
+                            absl::StrCat("audit.signing_key_file: ", signer.status().message()));
       }
       options.signer = *signer;
     }

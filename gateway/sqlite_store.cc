@@ -5,15 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <limits>
-#include <map>
-#include <set>
-
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -22,9 +21,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "fhir/status_macros.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
-#include "fhir/status_macros.h"
 
 namespace fhirgw::gateway {
 namespace {
@@ -789,10 +788,10 @@ class SqliteStore final : public Store {
                                    " AND seq < ", seq, "))"));
     }
     const int page_size = std::clamp(q.page_size <= 0 ? 50 : q.page_size, 1, 1000);
-    const std::string sql = absl::StrCat(
-        "SELECT ", kTransactionColumns, ", received_at_ms FROM transactions",
-        where.empty() ? "" : " WHERE ", absl::StrJoin(where, " AND "),
-        " ORDER BY received_at_ms DESC, seq DESC LIMIT ", page_size + 1);
+    const std::string sql =
+        absl::StrCat("SELECT ", kTransactionColumns, ", received_at_ms FROM transactions",
+                     where.empty() ? "" : " WHERE ", absl::StrJoin(where, " AND "),
+                     " ORDER BY received_at_ms DESC, seq DESC LIMIT ", page_size + 1);
     std::lock_guard<std::mutex> lock(reader_mu_);
     Statement select;
     FHIRGW_RETURN_IF_ERROR(select.Prepare(reader_, sql.c_str()));
@@ -827,7 +826,10 @@ class SqliteStore final : public Store {
     std::lock_guard<std::mutex> lock(reader_mu_);
     Statement select;
     FHIRGW_RETURN_IF_ERROR(select.Prepare(reader_, sql.c_str()));
-    select.Bind(1, after_sequence).Bind(2, from_ms).Bind(3, to_ms).Bind(4, static_cast<int64_t>(limit));
+    select.Bind(1, after_sequence)
+        .Bind(2, from_ms)
+        .Bind(3, to_ms)
+        .Bind(4, static_cast<int64_t>(limit));
     for (size_t i = 0; i < clinic_scope.size(); ++i) {
       select.Bind(static_cast<int>(i + 5), clinic_scope[i]);
     }
@@ -844,7 +846,7 @@ class SqliteStore final : public Store {
   }
 
   absl::StatusOr<v1::VerifyLogResponse> Verify() override {
-    FHIRGW_ASSIGN_OR_RETURN(sqlite3* db, OpenConnection(options_.path));
+    FHIRGW_ASSIGN_OR_RETURN(sqlite3 * db, OpenConnection(options_.path));
     std::unique_ptr<sqlite3, int (*)(sqlite3*)> closer(db, &sqlite3_close);
     // One read transaction: a consistent snapshot while the gateway keeps writing.
     FHIRGW_RETURN_IF_ERROR(Exec(db, "BEGIN"));
@@ -880,7 +882,8 @@ class SqliteStore final : public Store {
         if (first_bad == 0) {
           v1::LogEntry parsed;
           if (seq != expected) {
-            fail(expected, absl::StrCat("log entry ", expected, " is missing (the next is ", seq, ")"));
+            fail(expected,
+                 absl::StrCat("log entry ", expected, " is missing (the next is ", seq, ")"));
           } else if (stored_prev != previous) {
             fail(seq, absl::StrCat("log entry ", seq, " does not follow entry ", seq - 1));
           } else if (ChainHash(previous, entry) != stored_hash) {
@@ -926,9 +929,9 @@ class SqliteStore final : public Store {
       }
       signed_seq = std::max(signed_seq, h.head.sequence());
       if (h.head.sequence() > last_seq) {
-        fail(last_seq + 1, absl::StrCat("the log ends at entry ", last_seq, " but entry ",
-                                        h.head.sequence(), " was signed (", h.where,
-                                        "): the tail was removed"));
+        fail(last_seq + 1,
+             absl::StrCat("the log ends at entry ", last_seq, " but entry ", h.head.sequence(),
+                          " was signed (", h.where, "): the tail was removed"));
       } else if (hash_at[h.head.sequence()] != h.head.hash()) {
         fail(h.head.sequence(), absl::StrCat("log entry ", h.head.sequence(),
                                              " differs from its signed hash (", h.where, ")"));
@@ -941,9 +944,9 @@ class SqliteStore final : public Store {
     if (first_bad != 0) {
       response.set_message(problem);
     } else if (options_.signer == nullptr) {
-      response.set_message(absl::StrCat(
-          "the chain of ", last_seq,
-          " entries is intact; no signing key is configured, so a removed tail cannot be detected"));
+      response.set_message(absl::StrCat("the chain of ", last_seq,
+                                        " entries is intact; no signing key is configured, so a "
+                                        "removed tail cannot be detected"));
     } else {
       response.set_message(absl::StrCat("the chain of ", last_seq,
                                         " entries is intact; signed up to entry ", signed_seq));
@@ -986,9 +989,10 @@ class SqliteStore final : public Store {
       std::vector<std::string> ids;
       {
         Statement select;
-        FHIRGW_RETURN_IF_ERROR(select.Prepare(
-            writer_, "SELECT id FROM transactions WHERE received_at_ms < ?1 "
-                     "AND status IN (3, 5, 6, 7) AND length(record) > 0 LIMIT 500"));
+        FHIRGW_RETURN_IF_ERROR(
+            select.Prepare(writer_,
+                           "SELECT id FROM transactions WHERE received_at_ms < ?1 "
+                           "AND status IN (3, 5, 6, 7) AND length(record) > 0 LIMIT 500"));
         select.Bind(1, before_ms);
         while (true) {
           FHIRGW_ASSIGN_OR_RETURN(bool row, select.Step());
@@ -1019,7 +1023,8 @@ class SqliteStore final : public Store {
             FHIRGW_ASSIGN_OR_RETURN(std::string bytes, Open(cipher(), attempts.Text(1)));
             v1::DeliveryAttempt attempt;
             attempt.ParseFromString(bytes);
-            kept.emplace_back(attempts.Int(0), Seal(cipher(), WithoutResponse(attempt).SerializeAsString()));
+            kept.emplace_back(attempts.Int(0),
+                              Seal(cipher(), WithoutResponse(attempt).SerializeAsString()));
           }
           attempts.Reset();
           for (const auto& [number, bytes] : kept) {
@@ -1411,9 +1416,9 @@ class SqliteStore final : public Store {
     absl::StatusOr<std::string> plain_record = Open(cipher(), record);
     absl::StatusOr<std::string> plain_fhir = Open(cipher(), fhir);
     if (!plain_record.ok() || !plain_fhir.ok()) {
-      fail(logged_seq, absl::StrCat("transaction ", id, ": a payload cannot be decrypted (",
-                                    (!plain_record.ok() ? plain_record : plain_fhir).status().message(),
-                                    ")"));
+      fail(logged_seq,
+           absl::StrCat("transaction ", id, ": a payload cannot be decrypted (",
+                        (!plain_record.ok() ? plain_record : plain_fhir).status().message(), ")"));
       return absl::OkStatus();
     }
     const bool empty = plain_record->empty() && plain_fhir->empty();
@@ -1425,8 +1430,8 @@ class SqliteStore final : public Store {
     // Claiming for delivery is not logged (the attempt that follows is): a DELIVERING row matches a
     // last logged status of ACCEPTED or RETRYING.
     const v1::TransactionStatus last_logged = entries.back().second.status();
-    const bool in_flight = status == v1::DELIVERING &&
-                           (last_logged == v1::ACCEPTED || last_logged == v1::RETRYING);
+    const bool in_flight =
+        status == v1::DELIVERING && (last_logged == v1::ACCEPTED || last_logged == v1::RETRYING);
     if (last_logged != status && !in_flight) {
       fail(entries.back().first,
            absl::StrCat("transaction ", id, ": its status ",
@@ -1503,9 +1508,9 @@ class SqliteStore final : public Store {
   bool checkpoint_wanted_ = false;  // guarded by checkpoint_mu_
   bool checkpoint_stop_ = false;    // guarded by checkpoint_mu_
 
-  int64_t head_seq_ = 0;   // guarded by writer_mu_: the chain head
+  int64_t head_seq_ = 0;         // guarded by writer_mu_: the chain head
   int64_t last_signed_seq_ = 0;  // guarded by writer_mu_
-  std::string head_hash_;  // guarded by writer_mu_
+  std::string head_hash_;        // guarded by writer_mu_
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -564,7 +564,8 @@ void ValidateRecord(const v1::ClinicRecord& record, fhir::IssueList& issues) {
       CheckEncounter(s.Field("encounter"), record.encounter());
       break;
     case v1::ClinicRecord::kPatientRecord:
-      s.Error("patient_record", "comes only from hospitals; clinics send patient details in patient");
+      s.Error("patient_record",
+              "comes only from hospitals; clinics send patient details in patient");
       break;
     case v1::ClinicRecord::BODY_NOT_SET:
       s.Error("body",

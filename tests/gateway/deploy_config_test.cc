@@ -7,6 +7,8 @@
 // The ConfigMap is read with a small YAML subset reader: the literal block scalar (`key: |`) under
 // `data:`, which is how configmap.yaml is written (the Node check parses it with a full YAML
 // parser and checks that it is a literal block).
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,8 +16,6 @@
 #include <set>
 #include <sstream>
 #include <string>
-
-#include <unistd.h>
 
 #include "gateway/auth.h"
 #include "gateway/config.h"
@@ -179,7 +179,8 @@ TEST_F(DeployConfigTest, SecurityPolicyAllowsServingOnEveryInterfaceWithoutInsec
   absl::StatusOr<v1::GatewayConfig> config = Effective();
   ASSERT_TRUE(config.ok()) << config.status();
   std::string error;
-  std::unique_ptr<fhirgw::testing::TestCa> ca = fhirgw::testing::TestCa::Create("fhirgw CA", &error);
+  std::unique_ptr<fhirgw::testing::TestCa> ca =
+      fhirgw::testing::TestCa::Create("fhirgw CA", &error);
   ASSERT_NE(ca, nullptr) << error;
   fhirgw::testing::KeyPair server = ca->Issue(
       "fhirgw.fhirgw.svc", fhirgw::testing::CertUse::kServer,

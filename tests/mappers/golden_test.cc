@@ -1,10 +1,10 @@
 // Golden tests for the clinic record -> FHIR R4 mappers.
 //
 // Every tests/golden/<kind>/<case>.record.json is mapped and compared byte for byte with
-// <case>.bundle.json beside it (and its alerts with <case>.alerts.txt, absent when none). The examples
-// in examples/ are golden cases too, with their Bundles in tests/golden/examples/. Invalid records
-// live in tests/golden/<kind>/invalid/ with the expected "path: message" lines in <case>.errors.txt.
-// A case whose name contains "item-observations" maps with item Observations on.
+// <case>.bundle.json beside it (and its alerts with <case>.alerts.txt, absent when none). The
+// examples in examples/ are golden cases too, with their Bundles in tests/golden/examples/. Invalid
+// records live in tests/golden/<kind>/invalid/ with the expected "path: message" lines in
+// <case>.errors.txt. A case whose name contains "item-observations" maps with item Observations on.
 //
 // FHIRGW_UPDATE_GOLDENS=1 rewrites the expected files; review the diff before committing.
 #include <algorithm>
@@ -55,7 +55,8 @@ bool UpdateGoldens() {
 }
 
 std::string StripSuffix(std::string name, const std::string& suffix) {
-  if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+  if (name.size() >= suffix.size() &&
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
     name.resize(name.size() - suffix.size());
   }
   return name;
