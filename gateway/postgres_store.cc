@@ -29,6 +29,7 @@
 #include "absl/strings/strip.h"
 #include "fhir/status_macros.h"
 #include "gateway/log.h"
+#include "gateway/log_codec.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
@@ -457,23 +458,6 @@ constexpr char kTransactionColumns[] =
     "principal, received_at_ms, updated_at_ms, next_attempt_at_ms, alerts, resources, record, "
     "fhir, seq";
 
-// Decrypts `stored` when a cipher is configured (payloads from before encryption are plaintext).
-absl::StatusOr<std::string> OpenPayload(const PayloadCipher* cipher, std::string stored) {
-  if (cipher == nullptr) {
-    if (IsEncryptedPayload(stored)) {
-      return absl::FailedPreconditionError(
-          "the payload is encrypted but no encryption key is configured");
-    }
-    return stored;
-  }
-  return cipher->Decrypt(stored);
-}
-
-std::string SealPayload(const PayloadCipher* cipher, absl::string_view plaintext) {
-  if (cipher == nullptr || plaintext.empty()) return std::string(plaintext);
-  return cipher->Encrypt(plaintext);
-}
-
 absl::StatusOr<v1::Transaction> RowToTransaction(const Result& r, int row, bool with_payload,
                                                  const PayloadCipher* cipher) {
   v1::Transaction tx;
@@ -504,23 +488,6 @@ absl::StatusOr<v1::Transaction> RowToTransaction(const Result& r, int row, bool 
     tx.set_fhir_json(std::move(fhir));
   }
   return tx;
-}
-
-// Deterministic serialization: the canonical form a log entry is hashed in.
-std::string Canonical(const google::protobuf::Message& message) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&coded);
-  }
-  return bytes;
-}
-
-// The chain link: SHA-256(previous hash || canonical entry).
-std::string ChainHash(absl::string_view previous, absl::string_view canonical) {
-  return Sha256(absl::StrCat(previous, canonical));
 }
 
 // A DeliveryAttempt as the log keeps it: without the EHR's answer (its SHA-256 is kept instead).

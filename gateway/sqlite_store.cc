@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "fhir/status_macros.h"
+#include "gateway/log_codec.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
@@ -245,23 +246,6 @@ constexpr char kTransactionColumns[] =
     "fhir, "
     "seq";
 
-// Decrypts `stored` when a cipher is configured (payloads from before encryption are plaintext).
-absl::StatusOr<std::string> Open(const PayloadCipher* cipher, std::string stored) {
-  if (cipher == nullptr) {
-    if (IsEncryptedPayload(stored)) {
-      return absl::FailedPreconditionError(
-          "the payload is encrypted but no encryption key is configured");
-    }
-    return stored;
-  }
-  return cipher->Decrypt(stored);
-}
-
-std::string Seal(const PayloadCipher* cipher, absl::string_view plaintext) {
-  if (cipher == nullptr || plaintext.empty()) return std::string(plaintext);
-  return cipher->Encrypt(plaintext);
-}
-
 absl::StatusOr<v1::Transaction> RowToTransaction(const Statement& row, bool with_payload,
                                                  const PayloadCipher* cipher) {
   v1::Transaction tx;
@@ -283,7 +267,7 @@ absl::StatusOr<v1::Transaction> RowToTransaction(const Statement& row, bool with
   v1::Transaction extra;
   // Alerts are encrypted (they quote answers). Without their key, a listing without payloads
   // still shows the transaction, without its alerts; with payloads, the error is the answer.
-  absl::StatusOr<std::string> alerts = Open(cipher, row.Text(13));
+  absl::StatusOr<std::string> alerts = OpenPayload(cipher, row.Text(13));
   if (alerts.ok()) {
     extra.ParseFromString(*alerts);
   } else if (with_payload) {
@@ -293,29 +277,12 @@ absl::StatusOr<v1::Transaction> RowToTransaction(const Statement& row, bool with
   tx.mutable_alerts()->Swap(extra.mutable_alerts());
   tx.mutable_resources()->Swap(extra.mutable_resources());
   if (with_payload) {
-    FHIRGW_ASSIGN_OR_RETURN(std::string record, Open(cipher, row.Text(15)));
-    FHIRGW_ASSIGN_OR_RETURN(std::string fhir, Open(cipher, row.Text(16)));
+    FHIRGW_ASSIGN_OR_RETURN(std::string record, OpenPayload(cipher, row.Text(15)));
+    FHIRGW_ASSIGN_OR_RETURN(std::string fhir, OpenPayload(cipher, row.Text(16)));
     tx.mutable_record()->ParseFromString(record);
     tx.set_fhir_json(std::move(fhir));
   }
   return tx;
-}
-
-// Deterministic serialization: the canonical form a log entry is hashed in.
-std::string Canonical(const google::protobuf::Message& message) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&coded);
-  }
-  return bytes;
-}
-
-// The chain link: SHA-256(previous hash || canonical entry).
-std::string ChainHash(absl::string_view previous, absl::string_view canonical) {
-  return Sha256(absl::StrCat(previous, canonical));
 }
 
 // A DeliveryAttempt as the log keeps it: without the EHR's answer (AnswerSha256 is kept instead).
@@ -568,7 +535,7 @@ class SqliteStore final : public Store {
     while (true) {
       FHIRGW_ASSIGN_OR_RETURN(bool row, attempts.Step());
       if (!row) break;
-      FHIRGW_ASSIGN_OR_RETURN(std::string attempt, Open(cipher(), attempts.Text(0)));
+      FHIRGW_ASSIGN_OR_RETURN(std::string attempt, OpenPayload(cipher(), attempts.Text(0)));
       tx.add_attempts()->ParseFromString(attempt);
     }
     return tx;
@@ -584,7 +551,7 @@ class SqliteStore final : public Store {
     DeliveryTask task;
     task.transaction_id = claim_.Text(0);
     task.destination = claim_.Text(1);
-    FHIRGW_ASSIGN_OR_RETURN(task.fhir_json, Open(cipher(), claim_.Text(2)));
+    FHIRGW_ASSIGN_OR_RETURN(task.fhir_json, OpenPayload(cipher(), claim_.Text(2)));
     task.attempt_number = static_cast<int>(claim_.Int(3)) + 1;
     task.attempts_so_far = static_cast<int>(claim_.Int(4));
     task.queued_at_ms = claim_.Int(5);
@@ -602,7 +569,7 @@ class SqliteStore final : public Store {
     absl::Status status = [&]() -> absl::Status {
       insert_attempt_.Bind(1, result.transaction_id)
           .Bind(2, static_cast<int64_t>(result.attempt.number()))
-          .BindBlob(3, Seal(cipher(), result.attempt.SerializeAsString()));
+          .BindBlob(3, SealPayload(cipher(), result.attempt.SerializeAsString()));
       FHIRGW_RETURN_IF_ERROR(insert_attempt_.Run());
       FHIRGW_ASSIGN_OR_RETURN(v1::LogEntry entry, EntryFor(result.transaction_id));
       entry.set_event(v1::LogEntry::DELIVERY_ATTEMPT);
@@ -1020,11 +987,11 @@ class SqliteStore final : public Store {
           while (true) {
             FHIRGW_ASSIGN_OR_RETURN(bool row, attempts.Step());
             if (!row) break;
-            FHIRGW_ASSIGN_OR_RETURN(std::string bytes, Open(cipher(), attempts.Text(1)));
+            FHIRGW_ASSIGN_OR_RETURN(std::string bytes, OpenPayload(cipher(), attempts.Text(1)));
             v1::DeliveryAttempt attempt;
             attempt.ParseFromString(bytes);
             kept.emplace_back(attempts.Int(0),
-                              Seal(cipher(), WithoutResponse(attempt).SerializeAsString()));
+                              SealPayload(cipher(), WithoutResponse(attempt).SerializeAsString()));
           }
           attempts.Reset();
           for (const auto& [number, bytes] : kept) {
@@ -1121,8 +1088,8 @@ class SqliteStore final : public Store {
       prepared[i].record_sha256 = Sha256(entries[i].record);
       prepared[i].fhir_sha256 = Sha256(entries[i].fhir_json);
       if (cipher() != nullptr) {
-        prepared[i].sealed_record = Seal(cipher(), entries[i].record);
-        prepared[i].sealed_fhir = Seal(cipher(), entries[i].fhir_json);
+        prepared[i].sealed_record = SealPayload(cipher(), entries[i].record);
+        prepared[i].sealed_fhir = SealPayload(cipher(), entries[i].fhir_json);
       }
     }
     {
@@ -1237,7 +1204,7 @@ class SqliteStore final : public Store {
           result.version = latest_.Int(1);
           result.duplicate = true;
           result.status = static_cast<v1::TransactionStatus>(latest_.Int(3));
-          FHIRGW_ASSIGN_OR_RETURN(std::string alerts, Open(cipher(), latest_.Text(4)));
+          FHIRGW_ASSIGN_OR_RETURN(std::string alerts, OpenPayload(cipher(), latest_.Text(4)));
           result.alerts = ParseAlerts(alerts);
           result.sequence = latest_.Int(5);
           latest_.Reset();
@@ -1272,7 +1239,7 @@ class SqliteStore final : public Store {
         .BindBlob(13, cipher() != nullptr ? p.sealed_record : e.record)
         .BindBlob(14, cipher() != nullptr ? p.sealed_fhir : e.fhir_json)
         // Alerts quote answers (PHQ-9 item 9): PHI, encrypted like the payloads.
-        .BindBlob(15, Seal(cipher(), SerializeAlerts(e.alerts)));
+        .BindBlob(15, SealPayload(cipher(), SerializeAlerts(e.alerts)));
     FHIRGW_RETURN_IF_ERROR(insert_.Run());
     result.sequence = sqlite3_last_insert_rowid(writer_);
     v1::LogEntry entry;
@@ -1413,8 +1380,8 @@ class SqliteStore final : public Store {
     const int64_t logged_seq = entries.front().first;
     bool purged = false;
     for (const auto& [seq, entry] : entries) purged |= entry.event() == v1::LogEntry::PURGED;
-    absl::StatusOr<std::string> plain_record = Open(cipher(), record);
-    absl::StatusOr<std::string> plain_fhir = Open(cipher(), fhir);
+    absl::StatusOr<std::string> plain_record = OpenPayload(cipher(), record);
+    absl::StatusOr<std::string> plain_fhir = OpenPayload(cipher(), fhir);
     if (!plain_record.ok() || !plain_fhir.ok()) {
       fail(logged_seq,
            absl::StrCat("transaction ", id, ": a payload cannot be decrypted (",
@@ -1449,7 +1416,7 @@ class SqliteStore final : public Store {
     while (true) {
       FHIRGW_ASSIGN_OR_RETURN(bool row, attempts.Step());
       if (!row) break;
-      absl::StatusOr<std::string> bytes = Open(cipher(), attempts.Text(0));
+      absl::StatusOr<std::string> bytes = OpenPayload(cipher(), attempts.Text(0));
       v1::DeliveryAttempt attempt;
       if (!bytes.ok() || !attempt.ParseFromString(*bytes)) {
         fail(logged_seq, absl::StrCat("transaction ", id, ": an attempt cannot be read"));
