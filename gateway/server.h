@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "fhirgw/v1/config.pb.h"
-#include "gateway/auth.h"
+#include "gateway/security/auth.h"
 
 namespace fhirgw::gateway {
 

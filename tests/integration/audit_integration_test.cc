@@ -27,8 +27,8 @@
 #include "fhirgw/v1/audit.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/gateway/subprocess.h"
-#include "tests/gateway/test_certs.h"
+#include "tests/testing/subprocess.h"
+#include "tests/testing/test_certs.h"
 #include "tests/integration/harness.h"
 
 namespace fhirgw::testing {

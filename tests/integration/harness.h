@@ -34,7 +34,7 @@
 #include "fhirgw/v1/records.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "rapidjson/document.h"
-#include "tests/gateway/subprocess.h"
+#include "tests/testing/subprocess.h"
 
 namespace fhirgw::testing {
 

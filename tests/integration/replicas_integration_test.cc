@@ -1,6 +1,6 @@
 // Several `fhirgw serve` replicas on one PostgreSQL behave like one gateway (issue "Scale out: a
 // PostgreSQL store, several gateway replicas"). Real parts only: a PostgreSQL server the test
-// starts itself (tests/pg/pg_server.h, fsync on), the loopback FHIR R4 server (Node) as the EHR,
+// starts itself (tests/testing/pg_server.h, fsync on), the loopback FHIR R4 server (Node) as the EHR,
 // and three gateway processes, each with its own ports and data directory and the same
 // `store { postgres { dsn lease_ms } }`.
 //
@@ -35,7 +35,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
-#include "tests/pg/pg_server.h"
+#include "tests/testing/pg_server.h"
 
 namespace fhirgw::testing {
 namespace {

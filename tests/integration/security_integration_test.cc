@@ -29,8 +29,8 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
-#include "tests/gateway/subprocess.h"
-#include "tests/gateway/test_certs.h"
+#include "tests/testing/subprocess.h"
+#include "tests/testing/test_certs.h"
 #include "tests/integration/harness.h"
 
 namespace fhirgw::testing {

@@ -6,7 +6,7 @@
 //
 //   node tests/node/deploy_check.mjs [--descriptor=build/proto/fhirgw_descriptor.pb]
 //
-// Run by ctest (deploy_manifests). tests/gateway/deploy_config_test.cc checks that the gateway's
+// Run by ctest (deploy_manifests). tests/gateway/config/deploy_config_test.cc checks that the gateway's
 // own code accepts the ConfigMap's configuration.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -465,7 +465,7 @@ test('the ConfigMap key is the file the Deployment mounts and the ENTRYPOINT rea
   assert.equal(source.label, `ConfigMap ${configMap.metadata.name}`);
   assert.equal(source.key, CONFIG_KEY);
   assert.equal(path.basename(IMAGE_CONFIG_PATH), CONFIG_KEY);
-  // tests/gateway/deploy_config_test.cc reads the value as a literal block scalar.
+  // tests/gateway/config/deploy_config_test.cc reads the value as a literal block scalar.
   const node = parseAllDocuments(read(`${K8S_DIR}/configmap.yaml`))[0].get('data', true).get(CONFIG_KEY, true);
   assert.ok(isScalar(node) && node.type === 'BLOCK_LITERAL', `${CONFIG_KEY} is written as a literal block (|)`);
 });
