@@ -1,8 +1,5 @@
 #include "gateway/cli/translate_command.h"
 
-#include "absl/flags/flag.h"
-#include "gateway/cli/command.h"
-
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -10,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/cli/command.h"
 #include "gateway/cli/record_input.h"
 #include "google/protobuf/arena.h"
 #include "mappers/record_json.h"
@@ -205,7 +204,6 @@ int RunTranslate(const std::string& path, const TranslateOptions& options, std::
   return failed > 0 ? kExitInvalid : kExitOk;
 }
 
-
 namespace {
 
 int TranslateMain(const std::vector<std::string>& args) {
@@ -223,10 +221,13 @@ int TranslateMain(const std::vector<std::string>& args) {
 }  // namespace
 
 const Command kTranslateCommand = {
-    "translate", "translate FILE|-",
+    "translate",
+    "translate FILE|-",
     "map clinic records (protobuf JSON, or NDJSON one a line) to FHIR R4 transaction\n"
     "Bundles on stdout (--reverse: FHIR to clinic records); problems on stderr as\n"
     "'path: message'. Exit status 0 ok, 1 unreadable input, 2 invalid record(s).",
-    {"gateway/cli/translate_command.cc"}, TranslateMain};
+    {"gateway/cli/translate_command.cc"},
+    {},
+    TranslateMain};
 
 }  // namespace fhirgw::gateway
