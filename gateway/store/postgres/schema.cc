@@ -52,6 +52,9 @@ CREATE INDEX IF NOT EXISTS transactions_purgeable ON transactions (received_at_m
 CREATE INDEX IF NOT EXISTS transactions_received ON transactions (received_at_ms, seq);
 CREATE INDEX IF NOT EXISTS transactions_clinic ON transactions (clinic_id, received_at_ms);
 CREATE INDEX IF NOT EXISTS transactions_patient ON transactions (clinic_id, patient_id, received_at_ms);
+-- QueryTransactions by the clinic's patient id alone (any clinic): without it the query walks every
+-- transaction in time order.
+CREATE INDEX IF NOT EXISTS transactions_patient_id ON transactions (patient_id, received_at_ms);
 CREATE INDEX IF NOT EXISTS transactions_destination ON transactions (destination, received_at_ms);
 CREATE INDEX IF NOT EXISTS transactions_status ON transactions (status, received_at_ms);
 CREATE INDEX IF NOT EXISTS transactions_kind ON transactions (kind, received_at_ms);
