@@ -1,9 +1,9 @@
 // The Store contract (store.h), run against both backends: every TEST_P body runs once on SQLite
 // (sqlite_store.h) and once on PostgreSQL (postgres_store.h, on a throwaway server from
-// tests/testing/pg_server.h, one fresh database per test). Covered: append, dedupe and versions; claim
-// order and the patient rule; complete, retry, replay and recovery; inbound listing with cursors;
-// patient keys and state; query filters and paging; the hash chain (verify, tamper detection,
-// signed heads); purge; encryption at rest.
+// tests/testing/pg_server.h, one fresh database per test). Covered: append, dedupe and versions;
+// claim order and the patient rule; complete, retry, replay and recovery; inbound listing with
+// cursors; patient keys and state; query filters and paging; the hash chain (verify, tamper
+// detection, signed heads); purge; encryption at rest.
 //
 // The PostgresReplicas tests then open several stores on one database, as several gateway
 // replicas do: no transaction is claimed twice, the patient rule holds across replicas, leases
@@ -46,37 +46,21 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/pg_server.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
 using ::fhirgw::testing::PgServer;
 using ::fhirgw::testing::SharedPgServer;
+using ::fhirgw::testing::StatusIs;
+using ::fhirgw::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::UnorderedElementsAre;
-
-MATCHER_P2(StatusIs, code, message_matcher,
-           std::string(negation ? "isn't" : "is") + " a status with code " +
-               absl::StatusCodeToString(code)) {
-  const absl::Status status = [&] {
-    if constexpr (std::is_same_v<std::decay_t<decltype(arg)>, absl::Status>) {
-      return arg;
-    } else {
-      return arg.status();
-    }
-  }();
-  if (status.code() != code) {
-    *result_listener << "whose code is " << absl::StatusCodeToString(status.code()) << ": "
-                     << status.message();
-    return false;
-  }
-  *result_listener << "whose message is \"" << status.message() << "\"";
-  return ::testing::ExplainMatchResult(message_matcher, std::string(status.message()),
-                                       result_listener);
-}
 
 constexpr auto kCallbackTimeout = std::chrono::seconds(60);
 // Far enough in the future that nothing received "now" in these tests is due after it.
@@ -87,22 +71,6 @@ enum class Backend { kSqlite, kPostgres };
 std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
   return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "fhirgw_conformance_XXXXXX";
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 absl::StatusOr<AppendResult> AppendAndWait(Store& store, NewEntry entry) {
   auto promise = std::make_shared<std::promise<absl::StatusOr<AppendResult>>>();
@@ -1212,8 +1180,8 @@ class PhiAtRestTest : public StoreConformanceTest {
   // How many rows of `table` hold `text` in `column`, read behind the store's back.
   int64_t RowsHolding(absl::string_view table, absl::string_view column, absl::string_view text) {
     return RawInt(backend_ == Backend::kSqlite
-                      ? absl::StrCat("SELECT count(*) FROM ", table, " WHERE instr(", column,
-                                     ", '", text, "') > 0")
+                      ? absl::StrCat("SELECT count(*) FROM ", table, " WHERE instr(", column, ", '",
+                                     text, "') > 0")
                       : absl::StrCat("SELECT count(*) FROM ", table, " WHERE position('", text,
                                      "'::bytea in ", column, ") > 0"));
   }
@@ -1248,8 +1216,8 @@ TEST_P(PhiAtRestTest, LogEntriesKeepNoTextOfTheEhrsAnswer) {
   std::optional<DeliveryTask> task = Claim("ehr", kLater);
   ASSERT_TRUE(task.has_value());
   AttemptResult result = MakeAttempt(*task, v1::REJECTED, 2000);
-  result.attempt.set_response(absl::StrCat(R"({"resourceType":"OperationOutcome","text":")",
-                                           kIssueText, R"("})"));
+  result.attempt.set_response(
+      absl::StrCat(R"({"resourceType":"OperationOutcome","text":")", kIssueText, R"("})"));
   v1::Issue* issue = result.attempt.add_issues();
   issue->set_message(kIssueText);
   Complete(result);
@@ -1278,9 +1246,9 @@ TEST_P(PhiAtRestTest, RetentionPurgesAlerts) {
   absl::StatusOr<int> purged = store_->PurgePayloads(500'000);
   ASSERT_TRUE(purged.ok()) << purged.status();
   EXPECT_EQ(*purged, 1);
-  EXPECT_EQ(RawInt(absl::StrCat("SELECT length(alerts) FROM transactions WHERE id = '", old_done,
-                                "'")),
-            0);
+  EXPECT_EQ(
+      RawInt(absl::StrCat("SELECT length(alerts) FROM transactions WHERE id = '", old_done, "'")),
+      0);
   EXPECT_EQ(Get(old_done, /*with_payload=*/true).alerts_size(), 0);
   EXPECT_EQ(Get(kept, /*with_payload=*/true).alerts_size(), 1);
   const v1::VerifyLogResponse response = Verify();
@@ -1292,9 +1260,9 @@ TEST_P(StoreConformanceTest, AQueryByPatientIdAloneUsesAnIndex) {
     GTEST_SKIP() << "SQLite's plans are checked by audit_query_bench_smoke";
   }
   // The planner would scan a small table anyway: make scans the last resort.
-  const std::string plan = Raw(
-      "SET enable_seqscan = off; EXPLAIN (FORMAT JSON) SELECT id FROM transactions "
-      "WHERE patient_id = 'p-1' ORDER BY received_at_ms DESC, seq DESC LIMIT 51");
+  const std::string plan =
+      Raw("SET enable_seqscan = off; EXPLAIN (FORMAT JSON) SELECT id FROM transactions "
+          "WHERE patient_id = 'p-1' ORDER BY received_at_ms DESC, seq DESC LIMIT 51");
   EXPECT_THAT(plan, HasSubstr("transactions_patient_id"));
   EXPECT_THAT(plan, Not(HasSubstr("Seq Scan")));
 }
