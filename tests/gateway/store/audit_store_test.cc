@@ -49,11 +49,14 @@
 #include "gtest/gtest.h"
 #include "tests/testing/pg_server.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/store_backend.h"
 #include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
+using ::fhirgw::testing::Backend;
+using ::fhirgw::testing::BackendName;
 using ::fhirgw::testing::PgServer;
 using ::fhirgw::testing::SharedPgServer;
 using ::fhirgw::testing::StatusIs;
@@ -100,12 +103,6 @@ std::string RandomKey() {
   std::string key(32, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size()));
   return key;
-}
-
-enum class Backend { kSqlite, kPostgres };
-
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
 }
 
 // Where a store keeps its log: the SQLite file, or the PostgreSQL database.

@@ -94,13 +94,6 @@ absl::StatusOr<AppendResult> AppendAndWait(Store& store, NewEntry entry) {
   return future.get();
 }
 
-v1::Alert MakeAlert(v1::Alert::Kind kind, absl::string_view message) {
-  v1::Alert alert;
-  alert.set_kind(kind);
-  alert.set_message(std::string(message));
-  return alert;
-}
-
 // An outbound entry whose hash, record and Bundle derive from `content`.
 NewEntry MakeEntry(absl::string_view clinic, absl::string_view record_id, absl::string_view patient,
                    absl::string_view content = "content", int64_t received_at_ms = 1000,
@@ -123,16 +116,6 @@ NewEntry MakeEntry(absl::string_view clinic, absl::string_view record_id, absl::
   e.principal = "token:lakeside";
   e.received_at_ms = received_at_ms;
   return e;
-}
-
-v1::ResourceRef MakeRef(absl::string_view type, absl::string_view id, absl::string_view version) {
-  v1::ResourceRef ref;
-  ref.set_resource_type(std::string(type));
-  ref.set_id(std::string(id));
-  ref.set_version_id(std::string(version));
-  ref.set_status("201 Created");
-  ref.set_full_url(absl::StrCat("urn:uuid:", id));
-  return ref;
 }
 
 AttemptResult MakeAttempt(const DeliveryTask& task, v1::TransactionStatus status,

@@ -47,11 +47,14 @@
 #include "gtest/gtest.h"
 #include "tests/testing/pg_server.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/store_backend.h"
 #include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
+using ::fhirgw::testing::Backend;
+using ::fhirgw::testing::BackendName;
 using ::fhirgw::testing::PgServer;
 using ::fhirgw::testing::SharedPgServer;
 using ::fhirgw::testing::StatusIs;
@@ -65,12 +68,6 @@ using ::testing::UnorderedElementsAre;
 constexpr auto kCallbackTimeout = std::chrono::seconds(60);
 // Far enough in the future that nothing received "now" in these tests is due after it.
 constexpr int64_t kLater = 4'000'000'000'000;
-
-enum class Backend { kSqlite, kPostgres };
-
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
-}
 
 absl::StatusOr<AppendResult> AppendAndWait(Store& store, NewEntry entry) {
   auto promise = std::make_shared<std::promise<absl::StatusOr<AppendResult>>>();
