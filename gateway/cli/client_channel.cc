@@ -1,13 +1,12 @@
 #include "gateway/cli/client_channel.h"
 
-#include "absl/flags/flag.h"
-
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
+#include "base/file.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
@@ -26,18 +25,16 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenClientChannel(const std::stri
                                                                  const std::string& tls_ca_file) {
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (!tls_ca_file.empty()) {
-    std::ifstream in(tls_ca_file);
-    std::stringstream pem;
-    pem << in.rdbuf();
-    if (!in || pem.str().empty()) {
+    absl::StatusOr<std::string> pem = base::ReadFile(tls_ca_file);
+    if (!pem.ok() || pem->empty()) {
       return absl::NotFoundError(absl::StrCat("--tls_ca_file: cannot read ", tls_ca_file));
     }
     grpc::SslCredentialsOptions options;
-    options.pem_root_certs = pem.str();
+    options.pem_root_certs = *std::move(pem);
     credentials = grpc::SslCredentials(options);
   }
   std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(target, credentials);
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+  if (!channel->WaitForConnected(base::DeadlineFromNow(std::chrono::seconds(5)))) {
     return absl::UnavailableError(absl::StrCat("cannot connect to ", target));
   }
   return channel;
@@ -49,10 +46,14 @@ std::string TokenFromFlagOrEnv(const std::string& flag) {
   return env == nullptr ? "" : env;
 }
 
+bool IsUnreachable(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
 void AddBearerToken(grpc::ClientContext& context, const std::string& token) {
   if (!token.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
 }
-
 
 std::string TargetFlag() { return absl::GetFlag(FLAGS_target); }
 std::string TokenFlag() { return absl::GetFlag(FLAGS_token); }

@@ -20,6 +20,10 @@ namespace fhirgw::gateway {
 absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenClientChannel(const std::string& target,
                                                                  const std::string& tls_ca_file);
 
+// True when `status` says the call did not reach the gateway or was not answered in time
+// (UNAVAILABLE, DEADLINE_EXCEEDED), rather than that the gateway refused it.
+bool IsUnreachable(const grpc::Status& status);
+
 // Returns `flag` when set, else $FHIRGW_TOKEN, else "".
 std::string TokenFromFlagOrEnv(const std::string& flag);
 

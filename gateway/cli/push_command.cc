@@ -1,16 +1,16 @@
 #include "gateway/cli/push_command.h"
 
-#include "absl/flags/flag.h"
-#include "gateway/cli/command.h"
-
 #include <chrono>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
 #include "gateway/cli/client_channel.h"
+#include "gateway/cli/command.h"
 #include "gateway/cli/record_input.h"
+#include "gateway/service/status.h"
 #include "google/protobuf/util/json_util.h"
-#include "grpcpp/create_channel.h"
 #include "mappers/record_json.h"
 
 ABSL_FLAG(bool, wait, false, "push: wait until the EHR has answered (up to --timeout_ms)");
@@ -18,31 +18,6 @@ ABSL_FLAG(std::string, cursor, "", "watch: resume after this cursor (from a prev
 ABSL_FLAG(int, max_events, 0, "watch: stop after this many events (0: follow until interrupted)");
 
 namespace fhirgw::gateway {
-namespace {
-
-const char* StatusCodeName(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {"OK",
-                                           "CANCELLED",
-                                           "UNKNOWN",
-                                           "INVALID_ARGUMENT",
-                                           "DEADLINE_EXCEEDED",
-                                           "NOT_FOUND",
-                                           "ALREADY_EXISTS",
-                                           "PERMISSION_DENIED",
-                                           "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION",
-                                           "ABORTED",
-                                           "OUT_OF_RANGE",
-                                           "UNIMPLEMENTED",
-                                           "INTERNAL",
-                                           "UNAVAILABLE",
-                                           "DATA_LOSS",
-                                           "UNAUTHENTICATED"};
-  const int index = static_cast<int>(code);
-  return index >= 0 && index < 17 ? kNames[index] : "UNKNOWN";
-}
-
-}  // namespace
 
 int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::FILE* in,
             std::FILE* out, std::FILE* err) {
@@ -76,16 +51,14 @@ int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::
       v1::PushResponse response;
       grpc::ClientContext context;
       AddBearerToken(context, token);
-      context.set_deadline(std::chrono::system_clock::now() +
-                           std::chrono::milliseconds(flags.timeout_ms));
+      context.set_deadline(base::DeadlineFromNow(std::chrono::milliseconds(flags.timeout_ms)));
       grpc::Status status = stub->Push(&context, request, &response);
       const std::string& record_id = request.record().record_id();
       if (!status.ok()) {
         std::fprintf(out, "%s %s %s %s\n", where.c_str(),
                      record_id.empty() ? "-" : record_id.c_str(),
-                     StatusCodeName(status.error_code()), status.error_message().c_str());
-        if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-            status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+                     StatusCodeName(status.error_code()).c_str(), status.error_message().c_str());
+        if (IsUnreachable(status)) {
           unreachable = true;
         } else {
           refused = true;
@@ -146,13 +119,12 @@ int RunWatch(const WatchFlags& flags, std::FILE* out, std::FILE* err) {
   }
   grpc::Status status = reader->Finish();
   if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-    std::fprintf(err, "fhirgw watch: %s %s\n", StatusCodeName(status.error_code()),
+    std::fprintf(err, "fhirgw watch: %s %s\n", StatusCodeName(status.error_code()).c_str(),
                  status.error_message().c_str());
     return status.error_code() == grpc::StatusCode::UNAVAILABLE ? 1 : 2;
   }
   return 0;
 }
-
 
 namespace {
 
@@ -184,14 +156,18 @@ int WatchMain(const std::vector<std::string>& args) {
 }  // namespace
 
 const Command kPushCommand = {
-    "push", "push FILE...",
+    "push",
+    "push FILE...",
     "send records (JSON or NDJSON, '-' for stdin) to --target=HOST:PORT; one line per result",
-    {"gateway/cli/push_command.cc", "gateway/cli/client_channel.cc"}, PushMain};
+    {"gateway/cli/push_command.cc", "gateway/cli/client_channel.cc"},
+    PushMain};
 
 const Command kWatchCommand = {
-    "watch", "watch",
+    "watch",
+    "watch",
     "follow the hospital records for --clinic=ID from --target=HOST:PORT (WatchInbound),\n"
     "one JSON line per event; --cursor resumes",
-    {"gateway/cli/push_command.cc", "gateway/cli/client_channel.cc"}, WatchMain};
+    {"gateway/cli/push_command.cc", "gateway/cli/client_channel.cc"},
+    WatchMain};
 
 }  // namespace fhirgw::gateway

@@ -1,8 +1,5 @@
 #include "gateway/cli/translate_command.h"
 
-#include "absl/flags/flag.h"
-#include "gateway/cli/command.h"
-
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -10,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/cli/command.h"
 #include "gateway/cli/record_input.h"
 #include "google/protobuf/arena.h"
 #include "mappers/record_json.h"
@@ -46,6 +45,23 @@ class BufferedOutput {
     if (!out_.empty()) std::fwrite(out_.data(), 1, out_.size(), out_file_);
     err_.clear();
     out_.clear();
+  }
+
+  // Writes what is buffered, then reports on the error stream a failed write or the input error
+  // `read`. Returns kExitFailure when the output could not be written or the input not read; an
+  // invalid input (InvalidArgument) is reported but left to the caller to count.
+  std::optional<int> Finish(const absl::Status& read) {
+    Flush();
+    if (std::fflush(out_file_) != 0 || std::ferror(out_file_)) {
+      std::fprintf(err_file_, "fhirgw translate: cannot write the output: %s\n",
+                   std::strerror(errno));
+      return kExitFailure;
+    }
+    if (!read.ok()) {
+      std::fprintf(err_file_, "fhirgw translate: %s\n", std::string(read.message()).c_str());
+      if (!absl::IsInvalidArgument(read)) return kExitFailure;
+    }
+    return std::nullopt;
   }
 
  private:
@@ -159,15 +175,7 @@ int RunReverseTranslate(const std::string& path, std::FILE* in, std::FILE* out, 
     }
     output.MaybeFlush();
   });
-  output.Flush();
-  if (std::fflush(out) != 0 || std::ferror(out)) {
-    std::fprintf(err, "fhirgw translate: cannot write the output: %s\n", std::strerror(errno));
-    return kExitFailure;
-  }
-  if (!read.ok()) {
-    std::fprintf(err, "fhirgw translate: %s\n", std::string(read.message()).c_str());
-    if (!absl::IsInvalidArgument(read)) return kExitFailure;
-  }
+  if (std::optional<int> failure = output.Finish(read)) return *failure;
   if (mapped == 0) {
     std::fprintf(err, "fhirgw translate: nothing could be mapped to a clinic record\n");
     return kExitInvalid;
@@ -189,22 +197,13 @@ int RunTranslate(const std::string& path, const TranslateOptions& options, std::
         line == 0 && !options.compact ? fhir::JsonStyle::kPretty : fhir::JsonStyle::kCompact;
     ++(translator.Translate(json, line, style) ? translated : failed);
   });
-  output.Flush();
-  if (std::fflush(out) != 0 || std::ferror(out)) {
-    std::fprintf(err, "fhirgw translate: cannot write the output: %s\n", std::strerror(errno));
-    return kExitFailure;
-  }
-  if (!read.ok()) {
-    std::fprintf(err, "fhirgw translate: %s\n", std::string(read.message()).c_str());
-    if (!absl::IsInvalidArgument(read)) return kExitFailure;
-    ++failed;
-  }
+  if (std::optional<int> failure = output.Finish(read)) return *failure;
+  if (!read.ok()) ++failed;
   if (failed > 0 && translated + failed > 1) {
     std::fprintf(err, "fhirgw translate: %d of %d records failed\n", failed, translated + failed);
   }
   return failed > 0 ? kExitInvalid : kExitOk;
 }
-
 
 namespace {
 
@@ -223,10 +222,12 @@ int TranslateMain(const std::vector<std::string>& args) {
 }  // namespace
 
 const Command kTranslateCommand = {
-    "translate", "translate FILE|-",
+    "translate",
+    "translate FILE|-",
     "map clinic records (protobuf JSON, or NDJSON one a line) to FHIR R4 transaction\n"
     "Bundles on stdout (--reverse: FHIR to clinic records); problems on stderr as\n"
     "'path: message'. Exit status 0 ok, 1 unreadable input, 2 invalid record(s).",
-    {"gateway/cli/translate_command.cc"}, TranslateMain};
+    {"gateway/cli/translate_command.cc"},
+    TranslateMain};
 
 }  // namespace fhirgw::gateway
