@@ -30,7 +30,7 @@ std::string TokenFromFlagOrEnv(const std::string& flag);
 // Adds "authorization: Bearer <token>" to `context` when `token` is set.
 void AddBearerToken(grpc::ClientContext& context, const std::string& token);
 
-// The values of the flags every client command shares (defined in client_channel.cc): --target,
+// The values of the flags every client command shares (defined in client_flags.cc): --target,
 // --token, --tls_ca_file, --timeout_ms and --clinic.
 std::string TargetFlag();
 std::string TokenFlag();

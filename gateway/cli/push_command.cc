@@ -159,7 +159,7 @@ const Command kPushCommand = {
     "push",
     "push FILE...",
     "send records (JSON or NDJSON, '-' for stdin) to --target=HOST:PORT; one line per result",
-    {"gateway/cli/push_command.cc", "gateway/cli/client_channel.cc"},
+    {"gateway/cli/push_command.cc", "gateway/cli/client_flags.cc"},
     PushMain};
 
 const Command kWatchCommand = {
@@ -167,7 +167,7 @@ const Command kWatchCommand = {
     "watch",
     "follow the hospital records for --clinic=ID from --target=HOST:PORT (WatchInbound),\n"
     "one JSON line per event; --cursor resumes",
-    {"gateway/cli/push_command.cc", "gateway/cli/client_channel.cc"},
+    {"gateway/cli/push_command.cc", "gateway/cli/client_flags.cc"},
     WatchMain};
 
 }  // namespace fhirgw::gateway
