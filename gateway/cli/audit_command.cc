@@ -350,7 +350,8 @@ const Command kAuditCommand = {
     "the auditors' view of --target=HOST:PORT (--token or $FHIRGW_TOKEN): query one line\n"
     "per transaction, show a transaction as JSON, export AuditEvents as NDJSON, verify\n"
     "the hash chain (exit 3 when the log was altered)",
-    {"gateway/cli/audit_command.cc", "gateway/cli/client_flags.cc"},
+    {"gateway/cli/audit_command.cc"},
+    {"target", "token", "tls_ca_file", "timeout_ms", "clinic"},
     AuditMain};
 
 }  // namespace fhirgw::gateway

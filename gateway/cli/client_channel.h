@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/support/status.h"
 
 namespace fhirgw::gateway {
 
@@ -20,17 +21,17 @@ namespace fhirgw::gateway {
 absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenClientChannel(const std::string& target,
                                                                  const std::string& tls_ca_file);
 
-// True when `status` says the call did not reach the gateway or was not answered in time
-// (UNAVAILABLE, DEADLINE_EXCEEDED), rather than that the gateway refused it.
-bool IsUnreachable(const grpc::Status& status);
-
 // Returns `flag` when set, else $FHIRGW_TOKEN, else "".
 std::string TokenFromFlagOrEnv(const std::string& flag);
 
 // Adds "authorization: Bearer <token>" to `context` when `token` is set.
 void AddBearerToken(grpc::ClientContext& context, const std::string& token);
 
-// The values of the flags every client command shares (defined in client_flags.cc): --target,
+// True when `status` says the call did not reach the gateway or was not answered in time
+// (UNAVAILABLE, DEADLINE_EXCEEDED), rather than that the gateway refused it.
+bool IsUnreachable(const grpc::Status& status);
+
+// The values of the flags every client command shares (defined in client_channel.cc): --target,
 // --token, --tls_ca_file, --timeout_ms and --clinic.
 std::string TargetFlag();
 std::string TokenFlag();

@@ -3,11 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -18,17 +18,11 @@ using ::fhirgw::testing::StatusIs;
 using ::fhirgw::testing::TempDir;
 using ::testing::HasSubstr;
 
-void WriteBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out << bytes;
-  ASSERT_TRUE(out.good()) << path;
-}
-
 TEST(ReadFileTest, ReadsEveryByte) {
   TempDir dir("base_file");
   std::string bytes("line one\n\0binary\r\n", 18);
   for (int i = 0; i < 100'000; ++i) bytes.push_back(static_cast<char>(i % 251));
-  WriteBytes(dir.File("data.bin"), bytes);
+  ASSERT_TRUE(::fhirgw::testing::WriteFile(dir.File("data.bin"), bytes));
   absl::StatusOr<std::string> read = ReadFile(dir.File("data.bin"));
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_EQ(read->size(), bytes.size());
@@ -37,7 +31,7 @@ TEST(ReadFileTest, ReadsEveryByte) {
 
 TEST(ReadFileTest, ReadsAnEmptyFile) {
   TempDir dir("base_file");
-  WriteBytes(dir.File("empty"), "");
+  ASSERT_TRUE(::fhirgw::testing::WriteFile(dir.File("empty"), ""));
   absl::StatusOr<std::string> read = ReadFile(dir.File("empty"));
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_EQ(*read, "");
@@ -62,7 +56,7 @@ TEST(ReadFileTest, UnreadableFileIsPermissionDenied) {
   if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their mode";
   TempDir dir("base_file");
   const std::string path = dir.File("secret");
-  WriteBytes(path, "x");
+  ASSERT_TRUE(::fhirgw::testing::WriteFile(path, "x"));
   ASSERT_EQ(::chmod(path.c_str(), 0), 0);
   EXPECT_THAT(ReadFile(path).status(),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("cannot read '" + path)));
