@@ -326,6 +326,11 @@ std::string FormatInstant(int64_t seconds, int32_t nanos) {
   return std::string(buffer, out);
 }
 
+std::string FormatInstantMillis(int64_t unix_ms) {
+  // FormatInstant normalizes the negative remainder of a time before 1970.
+  return FormatInstant(unix_ms / 1000, static_cast<int32_t>(unix_ms % 1000) * 1'000'000);
+}
+
 absl::StatusOr<int64_t> ToUnixSeconds(const DateTime& value) {
   if (value.precision != Precision::kSecond) {
     return absl::InvalidArgumentError("only a dateTime with a time has Unix seconds");

@@ -52,6 +52,8 @@ std::string FormatDateTime(const DateTime& value);
 // fraction is omitted when `nanos` is 0, otherwise written with 3, 6 or 9 digits, the fewest that
 // are exact.
 std::string FormatInstant(int64_t seconds, int32_t nanos);
+// Returns FormatInstant of `unix_ms`, milliseconds since the Unix epoch (as the log stores times).
+std::string FormatInstantMillis(int64_t unix_ms);
 
 // Returns the Unix seconds of a value at kSecond precision (zone applied), or InvalidArgument.
 absl::StatusOr<int64_t> ToUnixSeconds(const DateTime& value);

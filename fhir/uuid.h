@@ -33,16 +33,6 @@ std::string FormatUuid(const UuidBytes& uuid);
 std::string ResourceUrn(absl::string_view tenant, absl::string_view resource_type,
                         absl::string_view identifier_value);
 
-// Returns the 20-byte SHA-1 digest of `data` (FIPS 180-4); used only for UUIDv5, never for
-// security.
-std::array<uint8_t, 20> Sha1(absl::string_view data);
-
-// Returns Sha1(`data`) computed without the CPU's SHA extensions, which Sha1 uses where the CPU
-// has them (for tests that compare the two).
-std::array<uint8_t, 20> Sha1Portable(absl::string_view data);
-// True when Sha1 uses the CPU's SHA extensions.
-bool Sha1UsesCpuExtensions();
-
 }  // namespace fhirgw::fhir
 
 #endif  // FHIRGW_FHIR_UUID_H_

@@ -3,20 +3,21 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "fhir/status_macros.h"
-#include "gateway/service/audit_service.h"
-#include "gateway/security/auth.h"
 #include "gateway/config/config.h"
-#include "gateway/security/crypto.h"
 #include "gateway/delivery/delivery.h"
-#include "gateway/ops/http_server.h"
 #include "gateway/inbound/inbound.h"
 #include "gateway/inbound/inbound_hub.h"
+#include "gateway/inbound/poller.h"
+#include "gateway/ops/http_server.h"
 #include "gateway/ops/log.h"
 #include "gateway/ops/metrics.h"
-#include "gateway/inbound/poller.h"
-#include "gateway/store/postgres/postgres_store.h"
+#include "gateway/security/auth.h"
+#include "gateway/security/crypto.h"
+#include "gateway/service/audit_service.h"
 #include "gateway/service/push_service.h"
+#include "gateway/store/postgres/postgres_store.h"
 #include "gateway/store/sqlite/sqlite_store.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -81,7 +82,7 @@ class GatewayServerImpl final : public GatewayServer {
     } else {
       FHIRGW_ASSIGN_OR_RETURN(store_, OpenSqliteStore(options));
     }
-    FHIRGW_ASSIGN_OR_RETURN(int recovered, store_->RecoverInFlight(WallClockMs()));
+    FHIRGW_ASSIGN_OR_RETURN(int recovered, store_->RecoverInFlight(base::UnixMillis()));
     if (recovered > 0) {
       LogInfo(absl::StrCat("recovered ", recovered,
                            " transactions that were in flight when the gateway stopped"));
@@ -103,7 +104,7 @@ class GatewayServerImpl final : public GatewayServer {
                               [this] {
                                 absl::StatusOr<QueueStats> s = store_->Stats();
                                 if (!s.ok() || s->oldest_undelivered_ms == 0) return 0.0;
-                                return (WallClockMs() - s->oldest_undelivered_ms) / 1000.0;
+                                return (base::UnixMillis() - s->oldest_undelivered_ms) / 1000.0;
                               });
     metrics_.AddCallbackGauge("fhirgw_dead_letters", "Transactions in the dead letter queue",
                               [this] {
@@ -170,7 +171,7 @@ class GatewayServerImpl final : public GatewayServer {
       }
       if (config_.audit().retention_days() > 0 && std::chrono::steady_clock::now() >= next_purge) {
         const int64_t cutoff =
-            WallClockMs() - int64_t{config_.audit().retention_days()} * 24 * 3600 * 1000;
+            base::UnixMillis() - int64_t{config_.audit().retention_days()} * 24 * 3600 * 1000;
         absl::StatusOr<int> purged = store_->PurgePayloads(cutoff);
         if (!purged.ok()) {
           LogError(absl::StrCat("retention: ", purged.status().message()));
@@ -191,7 +192,7 @@ class GatewayServerImpl final : public GatewayServer {
     if (drained_) return;
     drained_ = true;
     const auto deadline =
-        std::chrono::system_clock::now() + std::chrono::milliseconds(config_.drain_timeout_ms());
+        base::DeadlineFromNow(std::chrono::milliseconds(config_.drain_timeout_ms()));
     // 1. Pushes waiting for delivery answer now with their current status (they are durable), then
     //    stop accepting; in-flight pushes finish (their appends are already queued).
     {

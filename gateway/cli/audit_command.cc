@@ -1,23 +1,20 @@
 #include "gateway/cli/audit_command.h"
 
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "base/clock.h"
 #include "fhir/primitives.h"
 #include "fhirgw/v1/audit.grpc.pb.h"
 #include "gateway/cli/client_channel.h"
 #include "gateway/cli/command.h"
+#include "gateway/service/status.h"
 #include "google/protobuf/util/json_util.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 
 ABSL_FLAG(std::string, patient, "",
           "query: the clinic's patient id, or an identifier as system|value");
@@ -46,28 +43,6 @@ constexpr char kUsage[] =
     "  show ID\n"
     "  export  [--clinic --from --to]\n"
     "  verify\n";
-
-const char* CodeName(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {"OK",
-                                           "CANCELLED",
-                                           "UNKNOWN",
-                                           "INVALID_ARGUMENT",
-                                           "DEADLINE_EXCEEDED",
-                                           "NOT_FOUND",
-                                           "ALREADY_EXISTS",
-                                           "PERMISSION_DENIED",
-                                           "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION",
-                                           "ABORTED",
-                                           "OUT_OF_RANGE",
-                                           "UNIMPLEMENTED",
-                                           "INTERNAL",
-                                           "UNAVAILABLE",
-                                           "DATA_LOSS",
-                                           "UNAUTHENTICATED"};
-  const int index = static_cast<int>(code);
-  return index >= 0 && index < 17 ? kNames[index] : "UNKNOWN";
-}
 
 // Parses `text` (RFC 3339, or a date meaning midnight UTC) into `*out`; `flag` names it in errors.
 absl::Status ParseTimeFlag(absl::string_view flag, const std::string& text,
@@ -173,24 +148,10 @@ class AuditClient {
   // Connects to the target; kAuditExitOk or the exit status after reporting why not.
   int Connect(const std::string& subcommand) {
     subcommand_ = subcommand;
-    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-    if (!flags_.tls_ca_file.empty()) {
-      std::ifstream in(flags_.tls_ca_file);
-      std::stringstream pem;
-      pem << in.rdbuf();
-      if (!in || pem.str().empty()) {
-        return Fail(kAuditExitFailure,
-                    absl::StrCat("--tls_ca_file: cannot read ", flags_.tls_ca_file));
-      }
-      grpc::SslCredentialsOptions options;
-      options.pem_root_certs = pem.str();
-      credentials = grpc::SslCredentials(options);
-    }
-    auto channel = grpc::CreateChannel(flags_.target, credentials);
-    if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
-      return Fail(kAuditExitFailure, absl::StrCat("cannot connect to ", flags_.target));
-    }
-    stub_ = v1::AuditService::NewStub(channel);
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        OpenClientChannel(flags_.target, flags_.tls_ca_file);
+    if (!channel.ok()) return Fail(kAuditExitFailure, std::string(channel.status().message()));
+    stub_ = v1::AuditService::NewStub(*channel);
     return kAuditExitOk;
   }
 
@@ -266,10 +227,9 @@ class AuditClient {
 
  private:
   void Prepare(grpc::ClientContext& context, bool with_deadline) {
-    if (!token_.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", token_));
+    AddBearerToken(context, token_);
     if (with_deadline) {
-      context.set_deadline(std::chrono::system_clock::now() +
-                           std::chrono::milliseconds(flags_.timeout_ms));
+      context.set_deadline(base::DeadlineFromNow(std::chrono::milliseconds(flags_.timeout_ms)));
     }
   }
 
@@ -293,10 +253,8 @@ class AuditClient {
   }
 
   int Fail(const grpc::Status& status) {
-    const bool unreachable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                             status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-    return Fail(unreachable ? kAuditExitFailure : kAuditExitRefused,
-                absl::StrCat(CodeName(status.error_code()), " ", status.error_message()));
+    return Fail(IsUnreachable(status) ? kAuditExitFailure : kAuditExitRefused,
+                absl::StrCat(StatusCodeName(status.error_code()), " ", status.error_message()));
   }
 
   const AuditFlags& flags_;
@@ -353,12 +311,7 @@ int RunAudit(const AuditFlags& flags, const std::vector<std::string>& args, std:
     export_request.set_clinic_id(flags.clinic);
   }
 
-  std::string token = flags.token;
-  if (token.empty()) {
-    const char* env = std::getenv("FHIRGW_TOKEN");
-    if (env != nullptr) token = env;
-  }
-  AuditClient client(flags, std::move(token), out, err);
+  AuditClient client(flags, TokenFromFlagOrEnv(flags.token), out, err);
   if (int connected = client.Connect(subcommand); connected != kAuditExitOk) return connected;
   if (subcommand == "query") return client.Query(query);
   if (show) return client.Show(args[1]);

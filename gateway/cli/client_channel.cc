@@ -2,11 +2,11 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
+#include "base/file.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
@@ -25,18 +25,16 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenClientChannel(const std::stri
                                                                  const std::string& tls_ca_file) {
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (!tls_ca_file.empty()) {
-    std::ifstream in(tls_ca_file);
-    std::stringstream pem;
-    pem << in.rdbuf();
-    if (!in || pem.str().empty()) {
+    absl::StatusOr<std::string> pem = base::ReadFile(tls_ca_file);
+    if (!pem.ok() || pem->empty()) {
       return absl::NotFoundError(absl::StrCat("--tls_ca_file: cannot read ", tls_ca_file));
     }
     grpc::SslCredentialsOptions options;
-    options.pem_root_certs = pem.str();
+    options.pem_root_certs = *std::move(pem);
     credentials = grpc::SslCredentials(options);
   }
   std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(target, credentials);
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+  if (!channel->WaitForConnected(base::DeadlineFromNow(std::chrono::seconds(5)))) {
     return absl::UnavailableError(absl::StrCat("cannot connect to ", target));
   }
   return channel;
@@ -48,6 +46,11 @@ std::string TokenFromFlagOrEnv(const std::string& flag) {
   return env == nullptr ? "" : env;
 }
 
+bool IsUnreachable(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
 void AddBearerToken(grpc::ClientContext& context, const std::string& token) {
   if (!token.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
 }
@@ -57,27 +60,5 @@ std::string TokenFlag() { return absl::GetFlag(FLAGS_token); }
 std::string TlsCaFileFlag() { return absl::GetFlag(FLAGS_tls_ca_file); }
 int TimeoutMsFlag() { return absl::GetFlag(FLAGS_timeout_ms); }
 std::string ClinicFlag() { return absl::GetFlag(FLAGS_clinic); }
-
-const char* StatusCodeName(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {"OK",
-                                           "CANCELLED",
-                                           "UNKNOWN",
-                                           "INVALID_ARGUMENT",
-                                           "DEADLINE_EXCEEDED",
-                                           "NOT_FOUND",
-                                           "ALREADY_EXISTS",
-                                           "PERMISSION_DENIED",
-                                           "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION",
-                                           "ABORTED",
-                                           "OUT_OF_RANGE",
-                                           "UNIMPLEMENTED",
-                                           "INTERNAL",
-                                           "UNAVAILABLE",
-                                           "DATA_LOSS",
-                                           "UNAUTHENTICATED"};
-  const int index = static_cast<int>(code);
-  return index >= 0 && index < 17 ? kNames[index] : "UNKNOWN";
-}
 
 }  // namespace fhirgw::gateway

@@ -27,8 +27,9 @@ std::string TokenFromFlagOrEnv(const std::string& flag);
 // Adds "authorization: Bearer <token>" to `context` when `token` is set.
 void AddBearerToken(grpc::ClientContext& context, const std::string& token);
 
-// "INVALID_ARGUMENT" for grpc::StatusCode::INVALID_ARGUMENT (the names clients print).
-const char* StatusCodeName(grpc::StatusCode code);
+// True when `status` says the call did not reach the gateway or was not answered in time
+// (UNAVAILABLE, DEADLINE_EXCEEDED), rather than that the gateway refused it.
+bool IsUnreachable(const grpc::Status& status);
 
 // The values of the flags every client command shares (defined in client_channel.cc): --target,
 // --token, --tls_ca_file, --timeout_ms and --clinic.

@@ -4,12 +4,13 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
 #include "gateway/cli/client_channel.h"
 #include "gateway/cli/command.h"
 #include "gateway/cli/record_input.h"
+#include "gateway/service/status.h"
 #include "google/protobuf/util/json_util.h"
-#include "grpcpp/create_channel.h"
 #include "mappers/record_json.h"
 
 ABSL_FLAG(bool, wait, false, "push: wait until the EHR has answered (up to --timeout_ms)");
@@ -48,16 +49,14 @@ int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::
       v1::PushResponse response;
       grpc::ClientContext context;
       AddBearerToken(context, token);
-      context.set_deadline(std::chrono::system_clock::now() +
-                           std::chrono::milliseconds(flags.timeout_ms));
+      context.set_deadline(base::DeadlineFromNow(std::chrono::milliseconds(flags.timeout_ms)));
       grpc::Status status = stub->Push(&context, request, &response);
       const std::string& record_id = request.record().record_id();
       if (!status.ok()) {
         std::fprintf(out, "%s %s %s %s\n", where.c_str(),
                      record_id.empty() ? "-" : record_id.c_str(),
-                     StatusCodeName(status.error_code()), status.error_message().c_str());
-        if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-            status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+                     StatusCodeName(status.error_code()).c_str(), status.error_message().c_str());
+        if (IsUnreachable(status)) {
           unreachable = true;
         } else {
           refused = true;

@@ -47,6 +47,23 @@ class BufferedOutput {
     out_.clear();
   }
 
+  // Writes what is buffered, then reports on the error stream a failed write or the input error
+  // `read`. Returns kExitFailure when the output could not be written or the input not read; an
+  // invalid input (InvalidArgument) is reported but left to the caller to count.
+  std::optional<int> Finish(const absl::Status& read) {
+    Flush();
+    if (std::fflush(out_file_) != 0 || std::ferror(out_file_)) {
+      std::fprintf(err_file_, "fhirgw translate: cannot write the output: %s\n",
+                   std::strerror(errno));
+      return kExitFailure;
+    }
+    if (!read.ok()) {
+      std::fprintf(err_file_, "fhirgw translate: %s\n", std::string(read.message()).c_str());
+      if (!absl::IsInvalidArgument(read)) return kExitFailure;
+    }
+    return std::nullopt;
+  }
+
  private:
   static constexpr size_t kFlushBytes = 1 << 20;
 
@@ -158,15 +175,7 @@ int RunReverseTranslate(const std::string& path, std::FILE* in, std::FILE* out, 
     }
     output.MaybeFlush();
   });
-  output.Flush();
-  if (std::fflush(out) != 0 || std::ferror(out)) {
-    std::fprintf(err, "fhirgw translate: cannot write the output: %s\n", std::strerror(errno));
-    return kExitFailure;
-  }
-  if (!read.ok()) {
-    std::fprintf(err, "fhirgw translate: %s\n", std::string(read.message()).c_str());
-    if (!absl::IsInvalidArgument(read)) return kExitFailure;
-  }
+  if (std::optional<int> failure = output.Finish(read)) return *failure;
   if (mapped == 0) {
     std::fprintf(err, "fhirgw translate: nothing could be mapped to a clinic record\n");
     return kExitInvalid;
@@ -188,16 +197,8 @@ int RunTranslate(const std::string& path, const TranslateOptions& options, std::
         line == 0 && !options.compact ? fhir::JsonStyle::kPretty : fhir::JsonStyle::kCompact;
     ++(translator.Translate(json, line, style) ? translated : failed);
   });
-  output.Flush();
-  if (std::fflush(out) != 0 || std::ferror(out)) {
-    std::fprintf(err, "fhirgw translate: cannot write the output: %s\n", std::strerror(errno));
-    return kExitFailure;
-  }
-  if (!read.ok()) {
-    std::fprintf(err, "fhirgw translate: %s\n", std::string(read.message()).c_str());
-    if (!absl::IsInvalidArgument(read)) return kExitFailure;
-    ++failed;
-  }
+  if (std::optional<int> failure = output.Finish(read)) return *failure;
+  if (!read.ok()) ++failed;
   if (failed > 0 && translated + failed > 1) {
     std::fprintf(err, "fhirgw translate: %d of %d records failed\n", failed, translated + failed);
   }

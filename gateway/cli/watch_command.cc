@@ -6,6 +6,7 @@
 #include "fhirgw/v1/gateway.grpc.pb.h"
 #include "gateway/cli/client_channel.h"
 #include "gateway/cli/command.h"
+#include "gateway/service/status.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 
@@ -48,7 +49,7 @@ int RunWatch(const WatchFlags& flags, std::FILE* out, std::FILE* err) {
   }
   grpc::Status status = reader->Finish();
   if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-    std::fprintf(err, "fhirgw watch: %s %s\n", StatusCodeName(status.error_code()),
+    std::fprintf(err, "fhirgw watch: %s %s\n", StatusCodeName(status.error_code()).c_str(),
                  status.error_message().c_str());
     return status.error_code() == grpc::StatusCode::UNAVAILABLE ? 1 : 2;
   }

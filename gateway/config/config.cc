@@ -1,13 +1,13 @@
 #include "gateway/config/config.h"
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/file.h"
+#include "fhir/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 
@@ -46,11 +46,16 @@ absl::StatusOr<v1::GatewayConfig> ParseConfig(absl::string_view text, absl::stri
 }
 
 absl::StatusOr<v1::GatewayConfig> LoadConfigFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the config file ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseConfig(text.str(), path);
+  FHIRGW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(path));
+  return ParseConfig(text, path);
+}
+
+absl::StatusOr<std::string> ReadConfiguredFile(const std::string& path, absl::string_view field) {
+  absl::StatusOr<std::string> data = base::ReadFile(path);
+  if (!data.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", data.status().message()));
+  }
+  return data;
 }
 
 void ApplyDefaults(v1::GatewayConfig& config) {

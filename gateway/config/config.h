@@ -41,6 +41,10 @@ absl::Status ValidateConfig(const v1::GatewayConfig& config);
 absl::Status SplitHostPort(absl::string_view address, absl::string_view field, std::string& host,
                            int& port);
 
+// Returns the contents of the file at `path`, which the config field `field` names; on failure
+// InvalidArgument "<field>: cannot read '<path>': <reason>" (a bad setting, whatever errno said).
+absl::StatusOr<std::string> ReadConfiguredFile(const std::string& path, absl::string_view field);
+
 // Which destination a clinic's records go to, and how they are mapped.
 class Routing {
  public:

@@ -11,10 +11,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "fhir/status_macros.h"
 #include "gateway/delivery/fhir_response.h"
-#include "gateway/ops/log.h"
 #include "gateway/delivery/oauth.h"
+#include "gateway/ops/log.h"
 
 namespace fhirgw::gateway {
 namespace {
@@ -37,7 +38,7 @@ class FileSink {
 
   HttpResult Append(absl::string_view bundle_json) {
     HttpResult result;
-    const auto start = std::chrono::steady_clock::now();
+    const base::Stopwatch watch;
     std::string line(bundle_json);
     line.push_back('\n');
     std::lock_guard<std::mutex> lock(mu_);
@@ -55,9 +56,7 @@ class FileSink {
       return result;
     }
     result.http_status = 200;
-    result.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::steady_clock::now() - start)
-                             .count();
+    result.duration_ms = watch.ElapsedMillis();
     return result;
   }
   const std::string& path() const { return path_; }
@@ -247,7 +246,7 @@ void DeliveryService::Work(Destination& destination, Sender& sender) {
       std::lock_guard<std::mutex> lock(mu_);
       seen = generation_;
     }
-    absl::StatusOr<std::optional<DeliveryTask>> task = store_.ClaimNext(name, WallClockMs());
+    absl::StatusOr<std::optional<DeliveryTask>> task = store_.ClaimNext(name, base::UnixMillis());
     if (!task.ok()) {
       LogError(
           absl::StrCat("delivery to ", name, ": cannot claim work: ", task.status().message()));
@@ -262,7 +261,7 @@ void DeliveryService::Work(Destination& destination, Sender& sender) {
 
 void DeliveryService::Deliver(Destination& destination, Sender& sender, const DeliveryTask& task) {
   const v1::Destination& config = *destination.config;
-  const int64_t started = WallClockMs();
+  const int64_t started = base::UnixMillis();
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++in_flight_;
@@ -273,7 +272,7 @@ void DeliveryService::Deliver(Destination& destination, Sender& sender, const De
     --in_flight_;
     cv_.notify_all();
   }
-  const int64_t now = WallClockMs();
+  const int64_t now = base::UnixMillis();
   int attempt_number = task.attempt_number;
   int attempts_so_far = task.attempts_so_far;
   if (answer.requests_sent > 1) {

@@ -2,12 +2,8 @@
 
 #include <curl/curl.h>
 
-#include <cerrno>
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,9 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "base/clock.h"
 #include "fhir/status_macros.h"
+#include "gateway/config/config.h"
 #include "gateway/delivery/fhir_response.h"
 #include "gateway/delivery/oauth.h"
 
@@ -74,24 +70,11 @@ struct CurlSlistDeleter {
   void operator()(curl_slist* list) const { curl_slist_free_all(list); }
 };
 
-// Returns the contents of the file `path`, or an error naming `field`.
+// Returns the contents of the file `path` without surrounding whitespace, or an error naming
+// `field`.
 absl::StatusOr<std::string> ReadSecretFile(const std::string& path, absl::string_view field) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": cannot read '", path, "': ", std::strerror(errno)));
-  }
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  FHIRGW_ASSIGN_OR_RETURN(std::string data, ReadConfiguredFile(path, field));
   return std::string(absl::StripAsciiWhitespace(data));
-}
-
-absl::Status CheckReadable(const std::string& path, absl::string_view field) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": cannot read '", path, "': ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
 }
 
 // Returns the value of the environment variable `name`, or an error naming `field`.
@@ -204,8 +187,6 @@ absl::StatusOr<std::string> BasicCredentials(const v1::Auth::Basic& basic,
 
 int OrDefault(int value, int fallback) { return value > 0 ? value : fallback; }
 
-int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -285,11 +266,9 @@ HttpResult HttpConnection::Perform(absl::string_view method, const std::string& 
   requests_sent_ = 0;
   error_[0] = '\0';
 
-  const auto start = std::chrono::steady_clock::now();
+  const base::Stopwatch watch;
   const CURLcode code = curl_easy_perform(curl_);
-  result.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::steady_clock::now() - start)
-                           .count();
+  result.duration_ms = watch.ElapsedMillis();
   result.requests_sent = requests_sent_;
   // The handle outlives this call; leave no pointers to locals in it.
   curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, nullptr);
@@ -319,7 +298,7 @@ HttpResult HttpConnection::Perform(absl::string_view method, const std::string& 
     result.content_type = content_type;
   }
   if (!response.retry_after.empty()) {
-    result.retry_after_ms = ParseRetryAfter(response.retry_after, NowMs());
+    result.retry_after_ms = ParseRetryAfter(response.retry_after, base::UnixMillis());
   }
   return result;
 }
@@ -336,7 +315,8 @@ absl::Status FhirClient::ValidateConfig(const v1::Destination& config,
   FHIRGW_RETURN_IF_ERROR(
       CheckTimeout(config.request_timeout_ms(), absl::StrCat(prefix, ".request_timeout_ms")));
   if (!config.ca_file().empty()) {
-    FHIRGW_RETURN_IF_ERROR(CheckReadable(config.ca_file(), absl::StrCat(prefix, ".ca_file")));
+    FHIRGW_RETURN_IF_ERROR(
+        ReadConfiguredFile(config.ca_file(), absl::StrCat(prefix, ".ca_file")).status());
   }
   const v1::Auth& auth = config.auth();
   switch (auth.method_case()) {
@@ -425,12 +405,7 @@ HttpResult FhirClient::Send(absl::string_view method, const std::string& url,
     return connection_->Perform(method, url, headers, body, connect_timeout_ms, timeout_ms);
   }
 
-  const auto start = std::chrono::steady_clock::now();
-  auto elapsed_ms = [&start] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                 start)
-        .count();
-  };
+  const base::Stopwatch watch;
   headers.emplace_back();
   HttpResult result;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -453,7 +428,7 @@ HttpResult FhirClient::Send(absl::string_view method, const std::string& url,
     // another one, once.
     tokens_->Invalidate(*token);
   }
-  result.duration_ms = elapsed_ms();
+  result.duration_ms = watch.ElapsedMillis();
   return result;
 }
 

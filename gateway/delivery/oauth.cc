@@ -9,9 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
-#include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
@@ -24,8 +22,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "base/clock.h"
+#include "base/file.h"
+#include "base/openssl_error.h"
 #include "fhir/status_macros.h"
 #include "gateway/delivery/fhir_client.h"
 #include "rapidjson/document.h"
@@ -43,16 +42,6 @@ constexpr int64_t kDefaultExpiresInSeconds = 300;
 // Longer-lived tokens are still renewed daily.
 constexpr int64_t kMaxExpiresInSeconds = 24 * 3600;
 constexpr size_t kSignatureComponentBytes = 48;  // P-384
-
-// Returns (and clears) the oldest OpenSSL error of this thread as text.
-std::string OpenSslError() {
-  const unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "no OpenSSL error reported";
-  char buffer[256];
-  ERR_error_string_n(code, buffer, sizeof buffer);
-  return buffer;
-}
 
 absl::string_view AlgorithmOf(const v1::Auth::OAuth2& config) {
   return config.algorithm().empty() ? absl::string_view("RS384") : config.algorithm();
@@ -113,7 +102,7 @@ std::string FormEncode(absl::string_view value) {
 absl::StatusOr<std::string> RandomHex(size_t bytes) {
   std::string random(bytes, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(random.data()), static_cast<int>(bytes)) != 1) {
-    return absl::InternalError(absl::StrCat("RAND_bytes failed: ", OpenSslError()));
+    return absl::InternalError(absl::StrCat("RAND_bytes failed: ", base::OpenSslErrors()));
   }
   return absl::BytesToHexString(random);
 }
@@ -125,17 +114,17 @@ absl::StatusOr<std::string> Sign(EVP_PKEY* key, absl::string_view algorithm,
                                                                   &EVP_MD_CTX_free);
   if (context == nullptr ||
       EVP_DigestSignInit(context.get(), nullptr, EVP_sha384(), nullptr, key) != 1) {
-    return absl::InternalError(absl::StrCat("cannot sign with the key: ", OpenSslError()));
+    return absl::InternalError(absl::StrCat("cannot sign with the key: ", base::OpenSslErrors()));
   }
   const auto* data = reinterpret_cast<const unsigned char*>(input.data());
   size_t length = 0;
   if (EVP_DigestSign(context.get(), nullptr, &length, data, input.size()) != 1) {
-    return absl::InternalError(absl::StrCat("cannot sign with the key: ", OpenSslError()));
+    return absl::InternalError(absl::StrCat("cannot sign with the key: ", base::OpenSslErrors()));
   }
   std::string signature(length, '\0');
   if (EVP_DigestSign(context.get(), reinterpret_cast<unsigned char*>(signature.data()), &length,
                      data, input.size()) != 1) {
-    return absl::InternalError(absl::StrCat("cannot sign with the key: ", OpenSslError()));
+    return absl::InternalError(absl::StrCat("cannot sign with the key: ", base::OpenSslErrors()));
   }
   signature.resize(length);
   if (algorithm != "ES384") return signature;
@@ -146,7 +135,8 @@ absl::StatusOr<std::string> Sign(EVP_PKEY* key, absl::string_view algorithm,
   std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> ecdsa(
       d2i_ECDSA_SIG(nullptr, &der, static_cast<long>(signature.size())), &ECDSA_SIG_free);
   if (ecdsa == nullptr) {
-    return absl::InternalError(absl::StrCat("cannot decode the ECDSA signature: ", OpenSslError()));
+    return absl::InternalError(
+        absl::StrCat("cannot decode the ECDSA signature: ", base::OpenSslErrors()));
   }
   const BIGNUM* r = nullptr;
   const BIGNUM* s = nullptr;
@@ -196,18 +186,18 @@ std::string Excerpt(absl::string_view body) {
 }  // namespace
 
 absl::StatusOr<PrivateKey> LoadPrivateKey(const std::string& path) {
-  errno = 0;
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(path.c_str(), "r"), &BIO_free);
+  absl::StatusOr<std::string> pem = base::ReadFile(path);
+  if (!pem.ok()) return absl::InvalidArgumentError(pem.status().message());
+  ERR_clear_error();
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())), &BIO_free);
   if (bio == nullptr) {
-    const int error = errno;
-    ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot read '", path, "': ", error != 0 ? std::strerror(error) : "cannot open"));
+    return absl::InternalError(absl::StrCat("cannot buffer '", path, "': ", base::OpenSslErrors()));
   }
   PrivateKey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, &NoPassphrase, nullptr));
   if (key == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", path, "' holds no unencrypted PEM private key (", OpenSslError(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", path, "' holds no unencrypted PEM private key (", base::OpenSslErrors(), ")"));
   }
   return key;
 }
@@ -314,7 +304,7 @@ TokenSource::TokenSource(const v1::Auth::OAuth2& config, TokenSourceOptions opti
 TokenSource::~TokenSource() = default;
 
 int64_t TokenSource::NowMs() const {
-  return options_.now_ms ? options_.now_ms() : absl::ToUnixMillis(absl::Now());
+  return options_.now_ms ? options_.now_ms() : base::UnixMillis();
 }
 
 absl::StatusOr<std::string> TokenSource::AccessToken() {

@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "base/clock.h"
+#include "base/digest.h"
 #include "fhir/json.h"
 #include "fhir/status_macros.h"
 #include "gateway/ops/log.h"
@@ -145,14 +147,14 @@ absl::StatusOr<std::vector<AppendResult>> InboundService::Log(
     const std::vector<RoutedRecord>& routed, absl::string_view json, absl::string_view source,
     absl::string_view principal) {
   std::vector<NewEntry> entries;
-  const int64_t now = WallClockMs();
+  const int64_t now = base::UnixMillis();
   for (const RoutedRecord& r : routed) {
     NewEntry e;
     e.clinic_id = r.record.clinic_id();
     e.record_id = r.record.record_id();
     e.patient_id = r.record.patient().clinic_patient_id();
     e.record = DeterministicBytes(r.record);
-    e.content_hash = Sha256(e.record);
+    e.content_hash = base::Sha256(e.record);
     e.kind = mappers::RecordKindOf(r.record);
     e.direction = v1::EHR_TO_CLINIC;
     e.destination = std::string(source);

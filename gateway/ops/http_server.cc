@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/openssl_error.h"
 
 namespace fhirgw::gateway {
 namespace {
@@ -102,41 +103,30 @@ std::string ErrorBody(int status) {
   return absl::StrCat(status, " ", reason, "\n");
 }
 
-// The queued OpenSSL errors as one line (and clears the queue).
-std::string OpenSslErrors() {
-  std::string text;
-  while (unsigned long code = ERR_get_error()) {
-    char buffer[256];
-    ERR_error_string_n(code, buffer, sizeof(buffer));
-    if (!text.empty()) text += "; ";
-    text += buffer;
-  }
-  return text.empty() ? "unknown OpenSSL error" : text;
-}
-
 // Loads the certificate, key and client CA of `tls` into `ctx`; false with `*error` set on failure.
 bool SetUpTls(SSL_CTX& ctx, const HttpTlsOptions& tls, std::string* error) {
   ERR_clear_error();
   SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
   if (SSL_CTX_use_certificate_chain_file(&ctx, tls.cert_file.c_str()) != 1) {
-    *error =
-        absl::StrCat("cannot load the certificate chain '", tls.cert_file, "': ", OpenSslErrors());
+    *error = absl::StrCat("cannot load the certificate chain '", tls.cert_file,
+                          "': ", base::OpenSslErrors());
     return false;
   }
   if (SSL_CTX_use_PrivateKey_file(&ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    *error = absl::StrCat("cannot load the private key '", tls.key_file, "': ", OpenSslErrors());
+    *error =
+        absl::StrCat("cannot load the private key '", tls.key_file, "': ", base::OpenSslErrors());
     return false;
   }
   if (SSL_CTX_check_private_key(&ctx) != 1) {
     *error = absl::StrCat("the private key '", tls.key_file, "' does not match the certificate '",
-                          tls.cert_file, "': ", OpenSslErrors());
+                          tls.cert_file, "': ", base::OpenSslErrors());
     return false;
   }
   if (!tls.client_ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(&ctx, tls.client_ca_file.c_str(), nullptr) != 1) {
-      *error =
-          absl::StrCat("cannot load the client CA '", tls.client_ca_file, "': ", OpenSslErrors());
+      *error = absl::StrCat("cannot load the client CA '", tls.client_ca_file,
+                            "': ", base::OpenSslErrors());
       return false;
     }
     // Tell clients which CAs we accept.

@@ -4,17 +4,15 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "fhir/primitives.h"
-#include "gateway/store/store.h"
 
 namespace fhirgw::gateway {
 namespace {
 
 void Write(absl::string_view level, absl::string_view message) {
-  const int64_t ms = WallClockMs();
   std::string line =
-      absl::StrCat(fhir::FormatInstant(ms / 1000, static_cast<int32_t>(ms % 1000) * 1000000), " ",
-                   level, " ", message, "\n");
+      absl::StrCat(fhir::FormatInstantMillis(base::UnixMillis()), " ", level, " ", message, "\n");
   // One fwrite per line keeps lines whole when threads log at once.
   std::fwrite(line.data(), 1, line.size(), stderr);
 }

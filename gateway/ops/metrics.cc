@@ -26,6 +26,9 @@ struct MetricsRegistry::Series {
 };
 
 struct MetricsRegistry::Family {
+  // Returns a family without series (or labels); aborts when `name` is not a valid metric name.
+  static std::unique_ptr<Family> Create(absl::string_view name, absl::string_view help, Kind kind);
+
   std::string name;
   std::string help;
   Kind kind;
@@ -210,6 +213,19 @@ std::vector<uint64_t> Histogram::CumulativeCounts() const {
 
 uint64_t Histogram::count() const { return CumulativeCounts().back(); }
 
+std::unique_ptr<MetricsRegistry::Family> MetricsRegistry::Family::Create(absl::string_view name,
+                                                                         absl::string_view help,
+                                                                         Kind kind) {
+  if (!IsValidMetricName(name)) {
+    Fatal(absl::StrCat("invalid metric name \"", name, "\""));
+  }
+  auto family = std::make_unique<Family>();
+  family->name = std::string(name);
+  family->help = std::string(help);
+  family->kind = kind;
+  return family;
+}
+
 MetricsRegistry::MetricsRegistry() = default;
 MetricsRegistry::~MetricsRegistry() = default;
 
@@ -232,13 +248,7 @@ const MetricsRegistry::Series& MetricsRegistry::GetSeries(absl::string_view name
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = families_.try_emplace(std::string(name));
   if (inserted) {
-    if (!IsValidMetricName(name)) {
-      Fatal(absl::StrCat("invalid metric name \"", name, "\""));
-    }
-    auto family = std::make_unique<Family>();
-    family->name = std::string(name);
-    family->help = std::string(help);
-    family->kind = kind;
+    std::unique_ptr<Family> family = Family::Create(name, help, kind);
     std::set<std::string, std::less<>> seen;
     for (const auto& [label, value] : labels) {
       if (!IsValidLabelName(label) || (kind == Kind::kHistogram && label == "le")) {
@@ -301,14 +311,7 @@ void MetricsRegistry::AddCallbackGauge(absl::string_view name, absl::string_view
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = families_.try_emplace(std::string(name));
   if (inserted) {
-    if (!IsValidMetricName(name)) {
-      Fatal(absl::StrCat("invalid metric name \"", name, "\""));
-    }
-    auto family = std::make_unique<Family>();
-    family->name = std::string(name);
-    family->help = std::string(help);
-    family->kind = Kind::kCallbackGauge;
-    it->second = std::move(family);
+    it->second = Family::Create(name, help, Kind::kCallbackGauge);
   } else if (it->second->kind != Kind::kCallbackGauge) {
     Fatal(absl::StrCat("metric ", name, " is a ", KindName(static_cast<int>(it->second->kind)),
                        ", not a callback gauge"));

@@ -5,13 +5,10 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -19,6 +16,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/digest.h"
+#include "base/openssl_error.h"
 #include "fhir/status_macros.h"
 #include "gateway/config/config.h"
 #include "gateway/ops/log.h"
@@ -30,7 +29,7 @@ namespace {
 using Role = v1::Credential::Role;
 
 constexpr char kDevelopmentName[] = "dev";
-constexpr size_t kDigestBytes = SHA256_DIGEST_LENGTH;
+constexpr size_t kDigestBytes = base::kSha256Bytes;
 
 // --- authorization ------------------------------------------------------------------------------
 
@@ -70,12 +69,6 @@ absl::Status Denied(const Principal& who, absl::string_view what) {
 }
 
 // --- authentication -----------------------------------------------------------------------------
-
-std::string Sha256Bytes(absl::string_view data) {
-  unsigned char digest[kDigestBytes];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), kDigestBytes);
-}
 
 bool IsHexDigest(absl::string_view text) {
   if (text.size() != 2 * kDigestBytes) return false;
@@ -150,7 +143,7 @@ class AuthenticatorImpl final : public Authenticator {
       const bool bearer = token.size() > 7 && absl::StartsWithIgnoreCase(token, "Bearer ");
       if (bearer) token = absl::StripAsciiWhitespace(token.substr(7));
       if (bearer && !token.empty()) {
-        const std::string digest = Sha256Bytes(token);
+        const std::string digest = base::Sha256(token);
         // Every credential is compared, in constant time, so that timing tells nothing about which
         // digest (or how much of one) a guessed token matched.
         const Entry* match = nullptr;
@@ -192,35 +185,13 @@ class AuthenticatorImpl final : public Authenticator {
 
 // --- TLS files ----------------------------------------------------------------------------------
 
-// The queued OpenSSL errors as one line (and clears the queue).
-std::string OpenSslErrors() {
-  std::string text;
-  while (unsigned long code = ERR_get_error()) {
-    char buffer[256];
-    ERR_error_string_n(code, buffer, sizeof(buffer));
-    if (!text.empty()) text += "; ";
-    text += buffer;
-  }
-  return text.empty() ? "unknown OpenSSL error" : text;
-}
-
-absl::StatusOr<std::string> ReadTlsFile(const std::string& path, absl::string_view field) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": cannot read '", path, "'"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // Checks that the configured PEM files parse and that the key belongs to the certificate.
 absl::Status CheckTlsFiles(const v1::TlsConfig& tls) {
   if (tls.cert_file().empty()) return absl::OkStatus();
   FHIRGW_ASSIGN_OR_RETURN(std::string cert_pem,
-                          ReadTlsFile(tls.cert_file(), "security.tls.cert_file"));
+                          ReadConfiguredFile(tls.cert_file(), "security.tls.cert_file"));
   FHIRGW_ASSIGN_OR_RETURN(std::string key_pem,
-                          ReadTlsFile(tls.key_file(), "security.tls.key_file"));
+                          ReadConfiguredFile(tls.key_file(), "security.tls.key_file"));
   ERR_clear_error();
   std::unique_ptr<BIO, decltype(&BIO_free)> cert_bio(
       BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
@@ -229,7 +200,7 @@ absl::Status CheckTlsFiles(const v1::TlsConfig& tls) {
   if (cert == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("security.tls.cert_file: '", tls.cert_file(),
-                     "' holds no PEM certificate: ", OpenSslErrors()));
+                     "' holds no PEM certificate: ", base::OpenSslErrors()));
   }
   std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(
       BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
@@ -238,7 +209,7 @@ absl::Status CheckTlsFiles(const v1::TlsConfig& tls) {
   if (key == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("security.tls.key_file: '", tls.key_file(),
-                     "' holds no PEM private key: ", OpenSslErrors()));
+                     "' holds no PEM private key: ", base::OpenSslErrors()));
   }
   if (X509_check_private_key(cert.get(), key.get()) != 1) {
     ERR_clear_error();
@@ -247,8 +218,8 @@ absl::Status CheckTlsFiles(const v1::TlsConfig& tls) {
                                                    tls.cert_file(), "'"));
   }
   if (!tls.client_ca_file().empty()) {
-    FHIRGW_ASSIGN_OR_RETURN(std::string ca_pem,
-                            ReadTlsFile(tls.client_ca_file(), "security.tls.client_ca_file"));
+    FHIRGW_ASSIGN_OR_RETURN(std::string ca_pem, ReadConfiguredFile(tls.client_ca_file(),
+                                                                   "security.tls.client_ca_file"));
     std::unique_ptr<BIO, decltype(&BIO_free)> ca_bio(
         BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size())), BIO_free);
     std::unique_ptr<X509, decltype(&X509_free)> ca(
@@ -256,7 +227,7 @@ absl::Status CheckTlsFiles(const v1::TlsConfig& tls) {
     if (ca == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("security.tls.client_ca_file: '", tls.client_ca_file(),
-                       "' holds no PEM certificate: ", OpenSslErrors()));
+                       "' holds no PEM certificate: ", base::OpenSslErrors()));
     }
   }
   return absl::OkStatus();
@@ -553,15 +524,18 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcServerCredentials(
   const v1::TlsConfig& tls = config.security().tls();
   if (tls.cert_file().empty()) return grpc::InsecureServerCredentials();
   FHIRGW_RETURN_IF_ERROR(CheckTlsFiles(tls));
-  FHIRGW_ASSIGN_OR_RETURN(std::string cert, ReadTlsFile(tls.cert_file(), "security.tls.cert_file"));
-  FHIRGW_ASSIGN_OR_RETURN(std::string key, ReadTlsFile(tls.key_file(), "security.tls.key_file"));
+  FHIRGW_ASSIGN_OR_RETURN(std::string cert,
+                          ReadConfiguredFile(tls.cert_file(), "security.tls.cert_file"));
+  FHIRGW_ASSIGN_OR_RETURN(std::string key,
+                          ReadConfiguredFile(tls.key_file(), "security.tls.key_file"));
   grpc::SslServerCredentialsOptions options(
       tls.client_ca_file().empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                                    : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   options.pem_key_cert_pairs.push_back({key, cert});
   if (!tls.client_ca_file().empty()) {
-    FHIRGW_ASSIGN_OR_RETURN(options.pem_root_certs,
-                            ReadTlsFile(tls.client_ca_file(), "security.tls.client_ca_file"));
+    FHIRGW_ASSIGN_OR_RETURN(
+        options.pem_root_certs,
+        ReadConfiguredFile(tls.client_ca_file(), "security.tls.client_ca_file"));
   }
   return grpc::SslServerCredentials(options);
 }

@@ -1,19 +1,20 @@
 #include "gateway/security/crypto.h"
 
+#include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
-#include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <memory>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "gateway/store/store.h"
+#include "base/digest.h"
+#include "base/file.h"
+#include "fhir/status_macros.h"
 
 namespace fhirgw::gateway {
 namespace {
@@ -30,11 +31,7 @@ struct CipherCtx {
 absl::StatusOr<std::string> ReadKey(const v1::EncryptionConfig::Key& key) {
   std::string text;
   if (!key.key_file().empty()) {
-    std::ifstream in(key.key_file());
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", key.key_file()));
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    text = buffer.str();
+    FHIRGW_ASSIGN_OR_RETURN(text, base::ReadFile(key.key_file()));
   } else if (!key.key_env().empty()) {
     const char* value = std::getenv(key.key_env().c_str());
     if (value == nullptr) {
@@ -155,10 +152,12 @@ absl::StatusOr<std::string> PayloadCipher::Decrypt(absl::string_view stored) con
 
 absl::StatusOr<std::shared_ptr<const HeadSigner>> HeadSigner::FromPrivateKeyFile(
     const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "r");
-  if (file == nullptr) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  EVP_PKEY* key = PEM_read_PrivateKey(file, nullptr, nullptr, const_cast<char*>(""));
-  std::fclose(file);
+  FHIRGW_ASSIGN_OR_RETURN(const std::string pem, base::ReadFile(path));
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  EVP_PKEY* key = bio == nullptr
+                      ? nullptr
+                      : PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, const_cast<char*>(""));
   if (key == nullptr || EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
     EVP_PKEY_free(key);
     return absl::InvalidArgumentError(
@@ -170,7 +169,7 @@ absl::StatusOr<std::shared_ptr<const HeadSigner>> HeadSigner::FromPrivateKeyFile
   size_t pub_len = sizeof pub;
   EVP_PKEY_get_raw_public_key(key, pub, &pub_len);
   signer->key_id_ = absl::BytesToHexString(
-      Sha256(absl::string_view(reinterpret_cast<const char*>(pub), pub_len)).substr(0, 8));
+      base::Sha256(absl::string_view(reinterpret_cast<const char*>(pub), pub_len)).substr(0, 8));
   return std::shared_ptr<const HeadSigner>(std::move(signer));
 }
 

@@ -8,7 +8,7 @@
 #include "fhir/datatypes.h"
 #include "fhir/json.h"
 #include "fhir/primitives.h"
-#include "gateway/service/push_service.h"
+#include "gateway/service/status.h"
 
 namespace fhirgw::gateway {
 namespace {
@@ -69,8 +69,7 @@ std::string AuditEventJson(const v1::LogEntry& entry) {
             fhir::Json::Array(a).Push(fhir::Coding(a, "http://hl7.org/fhir/restful-interaction",
                                                    action.subtype, action.subtype)));
   event.Str("action", action.action);
-  event.Str("recorded", fhir::FormatInstant(entry.at_ms() / 1000,
-                                            static_cast<int32_t>(entry.at_ms() % 1000) * 1000000));
+  event.Str("recorded", fhir::FormatInstantMillis(entry.at_ms()));
   event.Str("outcome", OutcomeOf(entry));
   std::string description = absl::StrCat(action.text, ": ", v1::LogEntry::Event_Name(entry.event()),
                                          ", status ", v1::TransactionStatus_Name(entry.status()));

@@ -3,14 +3,16 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
+#include "base/digest.h"
 #include "gateway/ops/log.h"
+#include "gateway/service/status.h"
 #include "gateway/service/watch_inbound.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "mappers/registry.h"
 
 namespace fhirgw::gateway {
-namespace {}  // namespace
 
 std::string DeterministicBytes(const v1::ClinicRecord& record) {
   std::string bytes;
@@ -21,11 +23,6 @@ std::string DeterministicBytes(const v1::ClinicRecord& record) {
     record.SerializeToCodedStream(&coded);
   }
   return bytes;
-}
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 namespace {
@@ -154,7 +151,7 @@ PushProcessor::PushProcessor(Store& store, const Routing& routing, DeliveryServi
 
 void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& principal,
                             Done done) {
-  const auto start = std::chrono::steady_clock::now();
+  const base::Stopwatch watch;
   const char* kind = mappers::KindName(record.body_case());
   fhir::IssueList issues;
   const mappers::MapContext context = routing_.ContextFor(record.clinic_id());
@@ -172,20 +169,20 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
   entry.record_id = record.record_id();
   entry.patient_id = record.patient().clinic_patient_id();
   entry.record = DeterministicBytes(record);
-  entry.content_hash = Sha256(entry.record);
+  entry.content_hash = base::Sha256(entry.record);
   entry.kind = mappers::RecordKindOf(record);
   entry.direction = v1::CLINIC_TO_EHR;
   entry.destination = routing_.DestinationFor(record.clinic_id());
   entry.fhir_json = mapped->bundle.Write(fhir::JsonStyle::kCompact);
   entry.alerts = std::move(mapped->alerts);
   entry.principal = principal;
-  entry.received_at_ms = WallClockMs();
+  entry.received_at_ms = base::UnixMillis();
   entry.patient_keys.push_back(
       absl::StrCat(context.systems.patient, "|", record.patient().clinic_patient_id()));
   for (const v1::Identifier& id : record.patient().identifiers()) {
     entry.patient_keys.push_back(absl::StrCat(id.system(), "|", id.value()));
   }
-  store_.Append(std::move(entry), [this, kind, start, record_id = record.record_id(),
+  store_.Append(std::move(entry), [this, kind, watch, record_id = record.record_id(),
                                    done = std::move(done)](absl::StatusOr<AppendResult> result) {
     if (!result.ok()) {
       metrics_
@@ -207,8 +204,7 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
         .GetCounter("fhirgw_pushes_total", "Pushes by record kind and outcome",
                     {{"kind", kind}, {"outcome", result->duplicate ? "duplicate" : "accepted"}})
         .Inc();
-    latency_.Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    latency_.Observe(watch.ElapsedSeconds());
     if (!result->duplicate) delivery_.Wake();
     done(std::move(response));
   });
@@ -522,7 +518,7 @@ grpc::ServerUnaryReactor* ClinicGatewayService::Replay(grpc::CallbackServerConte
   std::vector<std::string> ids(request->transaction_ids().begin(),
                                request->transaction_ids().end());
   absl::StatusOr<std::vector<std::string>> replayed =
-      store_.Replay(ids, request->clinic_id(), WallClockMs());
+      store_.Replay(ids, request->clinic_id(), base::UnixMillis());
   if (!replayed.ok()) {
     reactor->Finish(ToGrpcStatus(replayed.status()));
     return reactor;

@@ -25,17 +25,14 @@
 
 #include "absl/status/statusor.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
-#include "gateway/security/auth.h"
 #include "gateway/config/config.h"
 #include "gateway/delivery/delivery.h"
 #include "gateway/inbound/inbound_hub.h"
 #include "gateway/ops/metrics.h"
+#include "gateway/security/auth.h"
 #include "gateway/store/store.h"
 
 namespace fhirgw::gateway {
-
-// Converts an absl::Status into a grpc::Status (the one place this happens).
-grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Calls back when a transaction reaches a final delivery status, or when its deadline passes.
 class DeliveryWaiters {

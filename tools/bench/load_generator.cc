@@ -11,10 +11,8 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
-#include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -23,6 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/clock.h"
+#include "base/file.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
 #include "gateway/cli/client_channel.h"
 #include "grpcpp/grpcpp.h"
@@ -65,14 +65,13 @@ const char* KindOf(const v1::ClinicRecord& record) {
 
 absl::StatusOr<v1::ClinicRecord> LoadExample(const std::string& dir, const std::string& file) {
   const std::string path = absl::StrCat(dir, "/", file);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot read ", path, " (--examples_dir names the examples/ folder)"));
+  absl::StatusOr<std::string> text = base::ReadFile(path);
+  if (!text.ok()) {
+    return absl::Status(
+        text.status().code(),
+        absl::StrCat(text.status().message(), " (--examples_dir names the examples/ folder)"));
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<v1::ClinicRecord> record = mappers::ParseRecordJson(text.str());
+  absl::StatusOr<v1::ClinicRecord> record = mappers::ParseRecordJson(*text);
   if (!record.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", record.status().message()));
   }
@@ -244,7 +243,7 @@ class Driver {
   }
 
   bool Connect(std::chrono::seconds timeout) {
-    return channel_->WaitForConnected(std::chrono::system_clock::now() + timeout);
+    return channel_->WaitForConnected(base::DeadlineFromNow(timeout));
   }
 
   void Run(const RunPlan& plan) {
@@ -276,11 +275,8 @@ class Driver {
               flags_.patients, request_);
     auto* call = new Call;
     call->start = start;
-    call->context.set_deadline(std::chrono::system_clock::now() +
-                               std::chrono::milliseconds(flags_.timeout_ms));
-    if (!flags_.token.empty()) {
-      call->context.AddMetadata("authorization", absl::StrCat("Bearer ", flags_.token));
-    }
+    call->context.set_deadline(base::DeadlineFromNow(std::chrono::milliseconds(flags_.timeout_ms)));
+    gateway::AddBearerToken(call->context, flags_.token);
     // Counted before it starts, so that its answer can never make the count go below zero.
     outstanding_.fetch_add(1, std::memory_order_relaxed);
     sent_.store(k + 1, std::memory_order_release);
@@ -314,8 +310,8 @@ class Driver {
       void* tag = nullptr;
       bool ok = false;
       // A short deadline, so that the end of sending is noticed when nothing is outstanding.
-      const grpc::CompletionQueue::NextStatus next = cq_.AsyncNext(
-          &tag, &ok, std::chrono::system_clock::now() + std::chrono::milliseconds(20));
+      const grpc::CompletionQueue::NextStatus next =
+          cq_.AsyncNext(&tag, &ok, base::DeadlineFromNow(std::chrono::milliseconds(20)));
       if (next == grpc::CompletionQueue::SHUTDOWN) break;
       if (next == grpc::CompletionQueue::TIMEOUT) continue;
       std::unique_ptr<Call> call(static_cast<Call*>(tag));
@@ -412,10 +408,11 @@ int RunBench(const BenchFlags& given, std::FILE* out, std::FILE* err) {
   BenchFlags flags = given;
   flags.token = gateway::TokenFromFlagOrEnv(given.token);
   if (std::string problem = CheckFlags(flags); !problem.empty()) {
-    std::fprintf(err,
-                 "fhirgw-bench load: %s\nusage: fhirgw-bench load --target=HOST:PORT --mode=open|closed "
-                 "[--rate=N] [--concurrency=C] [--duration_s=S] [--mix=realistic] [--token=T]\n",
-                 problem.c_str());
+    std::fprintf(
+        err,
+        "fhirgw-bench load: %s\nusage: fhirgw-bench load --target=HOST:PORT --mode=open|closed "
+        "[--rate=N] [--concurrency=C] [--duration_s=S] [--mix=realistic] [--token=T]\n",
+        problem.c_str());
     return 1;
   }
   absl::StatusOr<RecordMix> mix = RecordMix::Load(flags.examples_dir, flags.mix);
@@ -424,11 +421,7 @@ int RunBench(const BenchFlags& given, std::FILE* out, std::FILE* err) {
     return 1;
   }
   const std::string run_id =
-      flags.run_id.empty()
-          ? absl::StrCat("bench-", std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count())
-          : flags.run_id;
+      flags.run_id.empty() ? absl::StrCat("bench-", base::UnixMillis()) : flags.run_id;
 
   std::vector<std::unique_ptr<Driver>> drivers;
   for (int i = 0; i < flags.threads; ++i) {
@@ -630,7 +623,7 @@ int RunBenchServer(const BenchServerFlags& flags, std::FILE* out, std::FILE* err
   std::fflush(out);
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server->Shutdown(base::DeadlineFromNow(std::chrono::seconds(2)));
   server->Wait();
   return 0;
 }
