@@ -9,6 +9,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "fhir/status_macros.h"
 #include "gateway/store/log_codec.h"
 #include "gateway/store/row_codec.h"
@@ -22,7 +23,7 @@ std::string SignedHeadBytes(const HeadSigner& signer, int64_t sequence, const st
   head.set_hash(hash);
   head.set_signature(signer.Sign(HeadMessage(sequence, hash)));
   head.set_key_id(signer.key_id());
-  head.set_at_ms(WallClockMs());
+  head.set_at_ms(base::UnixMillis());
   return Canonical(head);
 }
 

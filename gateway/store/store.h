@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "base/digest.h"
 #include "fhirgw/v1/audit.pb.h"
 #include "fhirgw/v1/gateway.pb.h"
 
@@ -221,11 +222,8 @@ class Store {
 // Returns a new random transaction id (UUIDv4 text).
 std::string NewTransactionId();
 
-// Returns the SHA-256 of `data` (32 raw bytes).
-std::string Sha256(absl::string_view data);
-
-// Milliseconds since the Unix epoch, from the system clock.
-int64_t WallClockMs();
+// The log's digest: SHA-256 of `data` as 32 raw bytes (base/digest.h).
+using ::fhirgw::base::Sha256;
 
 }  // namespace fhirgw::gateway
 

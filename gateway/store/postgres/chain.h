@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/clock.h"
 #include "fhirgw/v1/audit.pb.h"
 #include "gateway/store/log_codec.h"
 #include "gateway/store/postgres/connection.h"
@@ -42,7 +43,7 @@ class Chain {
 
   void Append(v1::LogEntry entry) {
     entry.set_sequence(seq_ + 1);
-    if (entry.at_ms() == 0) entry.set_at_ms(WallClockMs());
+    if (entry.at_ms() == 0) entry.set_at_ms(base::UnixMillis());
     std::string canonical = Canonical(entry);
     std::string hash = ChainHash(hash_, canonical);
     for (Param p : {Int(entry.sequence()), Int(entry.at_ms()), Text(entry.transaction_id()),

@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/clock.h"
 #include "fhir/status_macros.h"
 #include "gateway/ops/log.h"
 #include "gateway/store/chain_verifier.h"
@@ -738,7 +739,7 @@ class PostgresStore final : public SqlStore {
         LogWarning(absl::StrCat("cannot renew the delivery leases: ", renewed.message()));
       }
       if (pg_.reclaim_expired_leases) {
-        absl::StatusOr<int> reclaimed = ReclaimExpired(WallClockMs());
+        absl::StatusOr<int> reclaimed = ReclaimExpired(base::UnixMillis());
         if (!reclaimed.ok()) {
           LogWarning(absl::StrCat("cannot reclaim expired delivery leases: ",
                                   reclaimed.status().message()));

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "fhir/status_macros.h"
 #include "gateway/store/chain_verifier.h"
 #include "gateway/store/log_codec.h"
@@ -476,7 +477,7 @@ class SqliteStore final : public SqlStore {
   // Appends `entry` to the hash chain (writer lock held, inside a database transaction).
   absl::Status AppendLog(v1::LogEntry entry) {
     entry.set_sequence(head_seq_ + 1);
-    if (entry.at_ms() == 0) entry.set_at_ms(WallClockMs());
+    if (entry.at_ms() == 0) entry.set_at_ms(base::UnixMillis());
     const std::string canonical = Canonical(entry);
     std::string hash = ChainHash(head_hash_, canonical);
     insert_log_.Bind(1, entry.sequence())

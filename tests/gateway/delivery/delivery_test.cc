@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/clock.h"
 #include "fhirgw/v1/config.pb.h"
 #include "fhirgw/v1/gateway.pb.h"
 #include "gateway/config/config.h"
@@ -230,7 +231,7 @@ NewEntry MakeEntry(absl::string_view record_id, absl::string_view patient,
   e.kind = v1::QUESTIONNAIRE;
   e.destination = std::string(destination);
   e.fhir_json = std::move(bundle);
-  e.received_at_ms = WallClockMs() - 1000;
+  e.received_at_ms = base::UnixMillis() - 1000;
   return e;
 }
 
