@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "fhir/json_parse.h"
 #include "rapidjson/document.h"
 
 namespace fhirgw::gateway {
@@ -93,10 +94,12 @@ absl::string_view VersionFromEtag(absl::string_view etag) {
 }
 
 absl::Status ParseJson(absl::string_view text, absl::string_view what, rapidjson::Document& doc) {
-  doc.Parse(text.data(), text.size());
-  if (doc.HasParseError() || !doc.IsObject()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is not a JSON object (",
-                                                   text.empty() ? "empty body" : "bad JSON", ")"));
+  const absl::Status parsed = fhir::ParseJson(text, doc);
+  if (!parsed.ok() || !doc.IsObject()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is not a JSON object (",
+                     text.empty() ? "empty body" : (parsed.ok() ? "bad JSON" : parsed.message()),
+                     ")"));
   }
   return absl::OkStatus();
 }
@@ -177,8 +180,7 @@ absl::StatusOr<std::vector<v1::ResourceRef>> ParseTransactionResponse(
 std::vector<v1::Issue> ParseOperationOutcome(absl::string_view body) {
   std::vector<v1::Issue> issues;
   rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
-  if (doc.HasParseError() || !doc.IsObject() ||
+  if (!fhir::ParseJson(body, doc).ok() || !doc.IsObject() ||
       StringMember(doc, "resourceType") != "OperationOutcome") {
     return issues;
   }

@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "fhir/status_macros.h"
 #include "gateway/delivery/fhir_client.h"
+#include "fhir/json_parse.h"
 #include "rapidjson/document.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
@@ -365,8 +366,7 @@ absl::Status TokenSource::FetchLocked() {
     return absl::UnavailableError(absl::StrCat(where, ": ", result.error));
   }
   rapidjson::Document doc;
-  doc.Parse(result.body.data(), result.body.size());
-  const bool is_json = !doc.HasParseError() && doc.IsObject();
+  const bool is_json = fhir::ParseJson(result.body, doc).ok() && doc.IsObject();
   if (result.http_status != 200) {
     std::string detail = is_json ? std::string(StringMember(doc, "error")) : "";
     const absl::string_view description = is_json ? StringMember(doc, "error_description") : "";

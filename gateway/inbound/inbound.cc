@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "fhir/json.h"
+#include "fhir/json_parse.h"
 #include "fhir/status_macros.h"
 #include "gateway/ops/log.h"
 #include "gateway/service/push_service.h"
@@ -35,6 +36,19 @@ void ReplyOutcome(httplib::Response& res, int status, const fhir::IssueList& iss
 void ReplyError(httplib::Response& res, int status, absl::string_view path,
                 absl::string_view message, absl::string_view code) {
   ReplyOutcome(res, status, {fhir::Issue{std::string(path), std::string(message)}}, code);
+}
+
+// Parses the request `body` into `doc`; otherwise answers 400 with what was wrong (hostile input
+// included: fhir/json_parse.h bounds nesting and refuses invalid UTF-8) and returns false.
+bool BodyIsJsonObject(absl::string_view body, rapidjson::Document& doc, httplib::Response& res,
+                      absl::string_view path) {
+  const absl::Status parsed = fhir::ParseJson(body, doc);
+  if (parsed.ok() && doc.IsObject()) return true;
+  ReplyError(res, 400, path,
+             parsed.ok() ? "the body is not a JSON object"
+                         : absl::StrCat("the body is not valid JSON: ", parsed.message()),
+             "structure");
+  return false;
 }
 
 // The index N of "Bundle.entry[N]..." issue paths, or -1.
@@ -232,11 +246,7 @@ void InboundService::Register(HttpServer& server) {
         if (!who) return;
         const std::string type = req.matches[1];
         rapidjson::Document doc;
-        doc.Parse(req.body.data(), req.body.size());
-        if (doc.HasParseError() || !doc.IsObject()) {
-          ReplyError(res, 400, type, "the body is not a JSON object", "structure");
-          return;
-        }
+        if (!BodyIsJsonObject(req.body, doc, res, type)) return;
         auto rt = doc.FindMember("resourceType");
         if (rt == doc.MemberEnd() || !rt->value.IsString() || type != rt->value.GetString()) {
           ReplyError(res, 400, absl::StrCat(type, ".resourceType"),
@@ -272,11 +282,7 @@ void InboundService::Register(HttpServer& server) {
     const std::optional<Principal> who = guard(req, res);
     if (!who) return;
     rapidjson::Document doc;
-    doc.Parse(req.body.data(), req.body.size());
-    if (doc.HasParseError() || !doc.IsObject()) {
-      ReplyError(res, 400, "Bundle", "the body is not a JSON object", "structure");
-      return;
-    }
+    if (!BodyIsJsonObject(req.body, doc, res, "Bundle")) return;
     auto rt = doc.FindMember("resourceType");
     auto bt = doc.FindMember("type");
     if (rt == doc.MemberEnd() || !rt->value.IsString() ||
