@@ -20,6 +20,10 @@ namespace fhirgw::gateway {
 namespace {
 
 constexpr char kFhirJson[] = "application/fhir+json";
+// Caps per request, so that one hostile Bundle cannot take the gateway's memory: entries mapped, and
+// issues answered (the rest summed up in one issue).
+constexpr size_t kMaxBundleEntries = 1000;
+constexpr size_t kMaxIssues = 100;
 
 void Reply(httplib::Response& res, int status, const fhir::JsonValue& body) {
   res.status = status;
@@ -29,6 +33,14 @@ void Reply(httplib::Response& res, int status, const fhir::JsonValue& body) {
 void ReplyOutcome(httplib::Response& res, int status, const fhir::IssueList& issues,
                   absl::string_view code) {
   fhir::JsonDocument doc;
+  if (issues.size() > kMaxIssues) {
+    fhir::IssueList capped(issues.begin(), issues.begin() + kMaxIssues);
+    capped.push_back({"", absl::StrCat("too many issues: ", issues.size() - kMaxIssues,
+                                       " more are not shown")});
+    fhir::Json outcome = fhir::OperationOutcome(capped, code, doc.GetAllocator());
+    Reply(res, status, outcome.value());
+    return;
+  }
   fhir::Json outcome = fhir::OperationOutcome(issues, code, doc.GetAllocator());
   Reply(res, status, outcome.value());
 }
@@ -297,6 +309,14 @@ void InboundService::Register(HttpServer& server) {
         bt != doc.MemberEnd() && bt->value.IsString() ? bt->value.GetString() : "";
     if (bundle_type != "transaction" && bundle_type != "batch") {
       ReplyError(res, 400, "Bundle.type", "must be transaction or batch", "invalid");
+      return;
+    }
+    if (auto e = doc.FindMember("entry");
+        e != doc.MemberEnd() && e->value.IsArray() && e->value.Size() > kMaxBundleEntries) {
+      ReplyError(res, 413, "Bundle.entry",
+                 absl::StrCat("has ", e->value.Size(), " entries; one Bundle may have at most ",
+                              kMaxBundleEntries),
+                 "too-costly");
       return;
     }
     const bool transaction = bundle_type == "transaction";
