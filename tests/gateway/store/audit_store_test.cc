@@ -38,38 +38,20 @@
 #include "gateway/store/store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
+using ::fhirgw::testing::StatusIs;
+using ::fhirgw::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::SizeIs;
-
-// Matches an absl::Status (or the status of a StatusOr) with code `code` and a message matching
-// `message_matcher`.
-MATCHER_P2(StatusIs, code, message_matcher,
-           std::string(negation ? "isn't" : "is") + " a status with code " +
-               absl::StatusCodeToString(code)) {
-  const absl::Status status = [&] {
-    if constexpr (std::is_same_v<std::decay_t<decltype(arg)>, absl::Status>) {
-      return arg;
-    } else {
-      return arg.status();
-    }
-  }();
-  if (status.code() != code) {
-    *result_listener << "whose code is " << absl::StatusCodeToString(status.code()) << ": "
-                     << status.message();
-    return false;
-  }
-  *result_listener << "whose message is \"" << status.message() << "\"";
-  return ::testing::ExplainMatchResult(message_matcher, std::string(status.message()),
-                                       result_listener);
-}
 
 // PHI that must never be readable in the database file when encryption is on.
 constexpr char kFamilyName[] = "Zyxwvutsrqpo";
@@ -78,23 +60,6 @@ constexpr char kDrugDisplay[] = "Esketamine-Qx7 nasal spray";
 constexpr char kAlertText[] =
     "PHQ-9 item 9 answered \"Nearly every day\" (3): the patient needs a safety assessment today";
 constexpr auto kCallbackTimeout = std::chrono::seconds(60);
-
-// A fresh directory under the test temporary directory, removed with its contents at the end.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "fhirgw_audit_XXXXXX";
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
