@@ -368,8 +368,8 @@ absl::Status RecordJsonReader::Read(absl::string_view json, v1::ClinicRecord& re
     scratch_->text.assign(json.data(), json.size());
     scratch_->pool.Clear();
     fhir::JsonDocument document(&scratch_->pool);
-    const absl::Status parsed = fhir::ParseJsonInsitu(scratch_->text.data(), document,
-                                                      fhir::JsonNumbers::kFullPrecision);
+    const absl::Status parsed =
+        fhir::ParseJsonInsitu(scratch_->text.data(), document, fhir::JsonNumbers::kFullPrecision);
     if (parsed.ok() && FastReader(RecordTables()).ReadMessage(document, record)) {
       ++fast_reads_;
       return absl::OkStatus();

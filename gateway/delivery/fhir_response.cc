@@ -96,10 +96,9 @@ absl::string_view VersionFromEtag(absl::string_view etag) {
 absl::Status ParseJson(absl::string_view text, absl::string_view what, rapidjson::Document& doc) {
   const absl::Status parsed = fhir::ParseJson(text, doc);
   if (!parsed.ok() || !doc.IsObject()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " is not a JSON object (",
-                     text.empty() ? "empty body" : (parsed.ok() ? "bad JSON" : parsed.message()),
-                     ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is not a JSON object (",
+        text.empty() ? "empty body" : (parsed.ok() ? "bad JSON" : parsed.message()), ")"));
   }
   return absl::OkStatus();
 }

@@ -20,8 +20,8 @@ namespace fhirgw::gateway {
 namespace {
 
 constexpr char kFhirJson[] = "application/fhir+json";
-// Caps per request, so that one hostile Bundle cannot take the gateway's memory: entries mapped, and
-// issues answered (the rest summed up in one issue).
+// Caps per request, so that one hostile Bundle cannot take the gateway's memory: entries mapped,
+// and issues answered (the rest summed up in one issue).
 constexpr size_t kMaxBundleEntries = 1000;
 constexpr size_t kMaxIssues = 100;
 
@@ -35,8 +35,8 @@ void ReplyOutcome(httplib::Response& res, int status, const fhir::IssueList& iss
   fhir::JsonDocument doc;
   if (issues.size() > kMaxIssues) {
     fhir::IssueList capped(issues.begin(), issues.begin() + kMaxIssues);
-    capped.push_back({"", absl::StrCat("too many issues: ", issues.size() - kMaxIssues,
-                                       " more are not shown")});
+    capped.push_back(
+        {"", absl::StrCat("too many issues: ", issues.size() - kMaxIssues, " more are not shown")});
     fhir::Json outcome = fhir::OperationOutcome(capped, code, doc.GetAllocator());
     Reply(res, status, outcome.value());
     return;

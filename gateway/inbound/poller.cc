@@ -5,11 +5,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "fhir/json_parse.h"
 #include "fhir/status_macros.h"
 #include "gateway/delivery/fhir_client.h"
-#include "gateway/ops/log.h"
 #include "gateway/delivery/oauth.h"
-#include "fhir/json_parse.h"
+#include "gateway/ops/log.h"
 #include "rapidjson/document.h"
 
 namespace fhirgw::gateway {

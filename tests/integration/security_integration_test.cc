@@ -704,7 +704,7 @@ class TlsTest : public ::testing::Test {
                                                           {"forged.pem", forged_cert_.cert_pem},
                                                           {"forged.key", forged_cert_.key_pem}}) {
       ASSERT_TRUE(absl::EndsWith(name, ".key") ? WriteSecretFile(root_ + "/" + name, content)
-                                                : WriteFile(root_ + "/" + name, content))
+                                               : WriteFile(root_ + "/" + name, content))
           << name;
     }
     ASSERT_TRUE(records_error_.empty()) << records_error_;

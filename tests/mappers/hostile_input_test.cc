@@ -33,7 +33,7 @@ TEST(HostileInputTest, MapFromFhirRefusesDeepNesting) {
 
   issues.clear();
   const std::string resource = R"({"resourceType":"Patient","extension":)" +
-                               std::string(100000, '{') + std::string(100000, '}') + "}";
+                               std::string(100000, '[') + std::string(100000, ']') + "}";
   EXPECT_FALSE(MapFromFhir(resource, ReverseContext::ForTenant("clinic-a"), issues).ok());
   EXPECT_THAT(AllIssues(issues), HasSubstr("nesting deeper than 64"));
 }

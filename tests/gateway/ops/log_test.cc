@@ -16,7 +16,7 @@ TEST(EscapeControlCharactersTest, KeepsPrintableText) {
 
 TEST(EscapeControlCharactersTest, EscapesEveryControlCharacter) {
   EXPECT_EQ(EscapeControlCharacters("a\nb\rc\td"), "a\\nb\\rc\\td");
-  EXPECT_EQ(EscapeControlCharacters(std::string("\0\x01\x1b[31m\x1f\x7f", 7)),
+  EXPECT_EQ(EscapeControlCharacters(std::string("\0\x01\x1b[31m\x1f\x7f", 9)),
             "\\x00\\x01\\x1b[31m\\x1f\\x7f");
 }
 
