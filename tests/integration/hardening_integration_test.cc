@@ -54,7 +54,7 @@ TEST_F(HardeningIntegrationTest, HostileJsonIsRefusedWith400AndTheGatewayKeepsSe
 
   const HttpAnswer deep_resource =
       HttpSend(gateway->http_address(), "POST", "/fhir/MedicationRequest",
-               "{\"a\":" + std::string(200000, '{'), kFhirJson);
+               "{\"a\":" + std::string(200000, '['), kFhirJson);
   EXPECT_EQ(deep_resource.status, 400) << deep_resource.body;
   EXPECT_THAT(deep_resource.body, HasSubstr("nesting deeper than 64"));
 
@@ -71,7 +71,7 @@ TEST_F(HardeningIntegrationTest, HostileJsonIsRefusedWith400AndTheGatewayKeepsSe
 TEST_F(HardeningIntegrationTest, DataFilesAreCreatedPrivate) {
   const std::string key = root_ + "/head-signing.pem";
   const SubprocessResult keygen =
-      RunCommand({"openssl", "genpkey", "-algorithm", "ed25519", "-out", key});
+      RunCommand({"/usr/bin/openssl", "genpkey", "-algorithm", "ed25519", "-out", key});
   ASSERT_TRUE(keygen.ExitedWith(0)) << keygen.Describe();
   std::filesystem::permissions(key, std::filesystem::perms::owner_read,
                                std::filesystem::perm_options::replace);
