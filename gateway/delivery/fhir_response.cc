@@ -229,8 +229,11 @@ int64_t ParseRetryAfter(absl::string_view value, int64_t now_ms) {
     absl::Time when;
     std::string error;
     if (absl::ParseTime(format, text, absl::UTCTimeZone(), &when, &error)) {
-      const int64_t delay_ms = absl::ToUnixMillis(when) - now_ms;
-      return delay_ms > 0 ? delay_ms : 0;
+      // ParseTime also takes "infinite-past" and "infinite-future", which are no HTTP-date; and
+      // Duration arithmetic saturates where int64 milliseconds would overflow (found by fuzzing).
+      if (when == absl::InfinitePast() || when == absl::InfiniteFuture()) return -1;
+      const absl::Duration delay = when - absl::FromUnixMillis(now_ms);
+      return delay > absl::ZeroDuration() ? absl::ToInt64Milliseconds(delay) : 0;
     }
   }
   return -1;

@@ -40,6 +40,13 @@ TEST(HostileResponseTest, OperationOutcomeWithDeepNestingGivesNoIssues) {
                   .empty());
 }
 
+// Found by ehr_response_fuzz: absl::ParseTime takes "infinite-past", whose milliseconds overflowed.
+TEST(HostileResponseTest, RetryAfterOfInfiniteTimesIsNoDate) {
+  EXPECT_EQ(ParseRetryAfter("infinite-past", 1700000000000), -1);
+  EXPECT_EQ(ParseRetryAfter("infinite-future", 1700000000000), -1);
+  EXPECT_EQ(ParseRetryAfter("Fri, 31 Dec 9999 23:59:59 GMT", 1700000000000), 251702300799000);
+}
+
 TEST(HostileConfigTest, DeepNestingIsAnError) {
   std::string text;
   for (int i = 0; i < 100000; ++i) text += "security { ";
