@@ -9,6 +9,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/numeric/int128.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -206,7 +207,8 @@ Vital VitalOf(const JsonValue* concept_json) {
 // measurement.
 struct VitalsGroup {
   bool by_index = false;
-  int64_t key = 0;
+  // Nanoseconds since the epoch: 128 bits, as years up to 9999 overflow int64 (found by fuzzing).
+  absl::int128 key = 0;
   v1::Vitals vitals;
 };
 
@@ -273,7 +275,8 @@ class VitalsCollector {
     VitalsGroup& group =
         index >= 0
             ? GroupFor(true, index)
-            : GroupFor(false, has_time ? time.seconds() * 1'000'000'000 + time.nanos() : INT64_MIN);
+            : GroupFor(false, has_time ? absl::int128(time.seconds()) * 1'000'000'000 + time.nanos()
+                                       : absl::int128(INT64_MIN));
     if (has_time && !group.vitals.has_time()) *group.vitals.mutable_time() = time;
     v1::Vitals& v = group.vitals;
     int32_t number = 0;
@@ -345,7 +348,7 @@ class VitalsCollector {
   }
 
  private:
-  VitalsGroup& GroupFor(bool by_index, int64_t key) {
+  VitalsGroup& GroupFor(bool by_index, absl::int128 key) {
     for (VitalsGroup& group : groups_) {
       if (group.by_index == by_index && group.key == key) return group;
     }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "fhir/json.h"
+#include "fhir/json_parse.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -50,6 +51,10 @@ std::string NormalizeParseError(absl::string_view message) {
 }
 
 absl::Status ParseWithProtobuf(absl::string_view json, v1::ClinicRecord& record) {
+  // Protobuf's parser must not see unbounded nesting or invalid UTF-8 either.
+  if (absl::Status limits = fhir::CheckJsonLimits(json); !limits.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("record: invalid JSON: ", limits.message()));
+  }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   auto status = google::protobuf::util::JsonStringToMessage(
@@ -363,10 +368,9 @@ absl::Status RecordJsonReader::Read(absl::string_view json, v1::ClinicRecord& re
     scratch_->text.assign(json.data(), json.size());
     scratch_->pool.Clear();
     fhir::JsonDocument document(&scratch_->pool);
-    document
-        .ParseInsitu<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseFullPrecisionFlag>(
-            scratch_->text.data());
-    if (!document.HasParseError() && FastReader(RecordTables()).ReadMessage(document, record)) {
+    const absl::Status parsed =
+        fhir::ParseJsonInsitu(scratch_->text.data(), document, fhir::JsonNumbers::kFullPrecision);
+    if (parsed.ok() && FastReader(RecordTables()).ReadMessage(document, record)) {
       ++fast_reads_;
       return absl::OkStatus();
     }

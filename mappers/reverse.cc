@@ -12,8 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "fhir/codes.h"
+#include "fhir/json_parse.h"
 #include "mappers/reverse_internal.h"
-#include "rapidjson/error/en.h"
 
 namespace fhirgw::mappers {
 
@@ -317,14 +317,12 @@ absl::StatusOr<std::vector<ReverseRecord>> MapFromFhir(absl::string_view json,
   std::memcpy(buffer, json.data(), json.size());
   buffer[json.size()] = '\0';
   fhir::JsonDocument document(&allocator);
-  // Iterative parsing keeps deeply nested (hostile) input from exhausting the stack.
-  document.ParseInsitu<rapidjson::kParseIterativeFlag>(buffer);
+  // Hostile input: bounded nesting, valid UTF-8 (fhir/json_parse.h).
+  const absl::Status parsed = fhir::ParseJsonInsitu(buffer, document);
   Input input;
   const Mapping m(context, issues, input);
-  if (document.HasParseError()) {
-    m.Error(Path("input"), absl::StrCat("is not valid JSON: ",
-                                        rapidjson::GetParseError_En(document.GetParseError()),
-                                        " (at offset ", document.GetErrorOffset(), ")"));
+  if (!parsed.ok()) {
+    m.Error(Path("input"), absl::StrCat("is not valid JSON: ", parsed.message()));
     return NothingMapped(issues, first_issue);
   }
   if (!ReadInput(document, m, input)) return NothingMapped(issues, first_issue);

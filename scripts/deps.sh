@@ -16,6 +16,8 @@ with_tests=0
 if [[ "${1:-}" == "--test" ]]; then
   with_tests=1
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev)
+  # The libFuzzer targets (scripts/fuzz.sh) build with clang and its sanitizer runtimes.
+  packages+=(clang libclang-rt-14-dev)
   # The PostgreSQL store tests run their own server from these binaries (initdb into a temporary
   # directory, as the package's `postgres` user when run as root); nothing is started by hand.
   packages+=(postgresql)

@@ -10,6 +10,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "fhir/json_parse.h"
 #include "rapidjson/document.h"
 
 namespace fhirgw::gateway {
@@ -59,8 +60,7 @@ bool IsBlank(absl::string_view s) { return absl::StripAsciiWhitespace(s).empty()
 // True when `line` alone is one complete JSON object (then the input is NDJSON).
 bool IsCompleteJsonObject(absl::string_view line) {
   rapidjson::Document doc;
-  doc.Parse(line.data(), line.size());
-  return !doc.HasParseError() && doc.IsObject();
+  return fhir::ParseJson(line, doc).ok() && doc.IsObject();
 }
 
 }  // namespace

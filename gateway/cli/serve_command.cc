@@ -1,5 +1,7 @@
 #include "gateway/cli/serve_command.h"
 
+#include <sys/stat.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -10,6 +12,7 @@
 #include "gateway/config/config.h"
 #include "gateway/ops/log.h"
 #include "gateway/security/auth.h"
+#include "gateway/security/key_files.h"
 #include "gateway/server.h"
 
 ABSL_FLAG(std::string, config, "", "textproto fhirgw.v1.GatewayConfig file");
@@ -44,10 +47,14 @@ absl::StatusOr<v1::GatewayConfig> EffectiveConfig(const ServeFlags& flags) {
   ApplyDefaults(config);
   FHIRGW_RETURN_IF_ERROR(ValidateConfig(config));
   FHIRGW_RETURN_IF_ERROR(ValidateSecurityConfig(config));
+  FHIRGW_RETURN_IF_ERROR(CheckKeyFilePermissions(config));
   return config;
 }
 
 int RunServe(const ServeFlags& flags) {
+  // Every file the gateway creates (SQLite database, -wal, -shm, outboxes, signed heads) holds PHI
+  // or audit data: owner only.
+  ::umask(077);
   absl::StatusOr<v1::GatewayConfig> config = EffectiveConfig(flags);
   if (!config.ok()) {
     std::fprintf(stderr, "fhirgw serve: %s\n", std::string(config.status().message()).c_str());

@@ -39,6 +39,7 @@ absl::StatusOr<v1::GatewayConfig> ParseConfig(absl::string_view text, absl::stri
   google::protobuf::TextFormat::Parser parser;
   CollectErrors errors{std::string(name)};
   parser.RecordErrorsTo(&errors);
+  parser.SetRecursionLimit(64);  // hostile input: bounded nesting, as for JSON (fhir/json_parse.h)
   if (!parser.ParseFromString(std::string(text), &config)) {
     return absl::InvalidArgumentError(absl::StrCat("config: ", errors.Joined()));
   }

@@ -30,7 +30,7 @@ class FileSink {
     std::filesystem::create_directories(dir, ec);
     if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
     const std::string path = absl::StrCat(dir, "/", name, ".ndjson");
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot open ", path));
     return std::shared_ptr<FileSink>(new FileSink(fd, path));
   }

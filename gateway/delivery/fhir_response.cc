@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "fhir/json_parse.h"
 #include "rapidjson/document.h"
 
 namespace fhirgw::gateway {
@@ -93,10 +94,11 @@ absl::string_view VersionFromEtag(absl::string_view etag) {
 }
 
 absl::Status ParseJson(absl::string_view text, absl::string_view what, rapidjson::Document& doc) {
-  doc.Parse(text.data(), text.size());
-  if (doc.HasParseError() || !doc.IsObject()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is not a JSON object (",
-                                                   text.empty() ? "empty body" : "bad JSON", ")"));
+  const absl::Status parsed = fhir::ParseJson(text, doc);
+  if (!parsed.ok() || !doc.IsObject()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is not a JSON object (",
+        text.empty() ? "empty body" : (parsed.ok() ? "bad JSON" : parsed.message()), ")"));
   }
   return absl::OkStatus();
 }
@@ -177,8 +179,7 @@ absl::StatusOr<std::vector<v1::ResourceRef>> ParseTransactionResponse(
 std::vector<v1::Issue> ParseOperationOutcome(absl::string_view body) {
   std::vector<v1::Issue> issues;
   rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
-  if (doc.HasParseError() || !doc.IsObject() ||
+  if (!fhir::ParseJson(body, doc).ok() || !doc.IsObject() ||
       StringMember(doc, "resourceType") != "OperationOutcome") {
     return issues;
   }
@@ -228,8 +229,11 @@ int64_t ParseRetryAfter(absl::string_view value, int64_t now_ms) {
     absl::Time when;
     std::string error;
     if (absl::ParseTime(format, text, absl::UTCTimeZone(), &when, &error)) {
-      const int64_t delay_ms = absl::ToUnixMillis(when) - now_ms;
-      return delay_ms > 0 ? delay_ms : 0;
+      // ParseTime also takes "infinite-past" and "infinite-future", which are no HTTP-date; and
+      // Duration arithmetic saturates where int64 milliseconds would overflow (found by fuzzing).
+      if (when == absl::InfinitePast() || when == absl::InfiniteFuture()) return -1;
+      const absl::Duration delay = when - absl::FromUnixMillis(now_ms);
+      return delay > absl::ZeroDuration() ? absl::ToInt64Milliseconds(delay) : 0;
     }
   }
   return -1;

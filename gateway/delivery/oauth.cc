@@ -22,9 +22,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/clock.h"
 #include "base/file.h"
 #include "base/openssl_error.h"
+#include "fhir/json_parse.h"
 #include "fhir/status_macros.h"
 #include "gateway/delivery/fhir_client.h"
 #include "rapidjson/document.h"
@@ -355,8 +358,7 @@ absl::Status TokenSource::FetchLocked() {
     return absl::UnavailableError(absl::StrCat(where, ": ", result.error));
   }
   rapidjson::Document doc;
-  doc.Parse(result.body.data(), result.body.size());
-  const bool is_json = !doc.HasParseError() && doc.IsObject();
+  const bool is_json = fhir::ParseJson(result.body, doc).ok() && doc.IsObject();
   if (result.http_status != 200) {
     std::string detail = is_json ? std::string(StringMember(doc, "error")) : "";
     const absl::string_view description = is_json ? StringMember(doc, "error_description") : "";

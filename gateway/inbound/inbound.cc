@@ -11,6 +11,7 @@
 #include "base/clock.h"
 #include "base/digest.h"
 #include "fhir/json.h"
+#include "fhir/json_parse.h"
 #include "fhir/status_macros.h"
 #include "gateway/ops/log.h"
 #include "gateway/service/push_service.h"
@@ -21,6 +22,10 @@ namespace fhirgw::gateway {
 namespace {
 
 constexpr char kFhirJson[] = "application/fhir+json";
+// Caps per request, so that one hostile Bundle cannot take the gateway's memory: entries mapped,
+// and issues answered (the rest summed up in one issue).
+constexpr size_t kMaxBundleEntries = 1000;
+constexpr size_t kMaxIssues = 100;
 
 void Reply(httplib::Response& res, int status, const fhir::JsonValue& body) {
   res.status = status;
@@ -30,6 +35,14 @@ void Reply(httplib::Response& res, int status, const fhir::JsonValue& body) {
 void ReplyOutcome(httplib::Response& res, int status, const fhir::IssueList& issues,
                   absl::string_view code) {
   fhir::JsonDocument doc;
+  if (issues.size() > kMaxIssues) {
+    fhir::IssueList capped(issues.begin(), issues.begin() + kMaxIssues);
+    capped.push_back(
+        {"", absl::StrCat("too many issues: ", issues.size() - kMaxIssues, " more are not shown")});
+    fhir::Json outcome = fhir::OperationOutcome(capped, code, doc.GetAllocator());
+    Reply(res, status, outcome.value());
+    return;
+  }
   fhir::Json outcome = fhir::OperationOutcome(issues, code, doc.GetAllocator());
   Reply(res, status, outcome.value());
 }
@@ -37,6 +50,19 @@ void ReplyOutcome(httplib::Response& res, int status, const fhir::IssueList& iss
 void ReplyError(httplib::Response& res, int status, absl::string_view path,
                 absl::string_view message, absl::string_view code) {
   ReplyOutcome(res, status, {fhir::Issue{std::string(path), std::string(message)}}, code);
+}
+
+// Parses the request `body` into `doc`; otherwise answers 400 with what was wrong (hostile input
+// included: fhir/json_parse.h bounds nesting and refuses invalid UTF-8) and returns false.
+bool BodyIsJsonObject(absl::string_view body, rapidjson::Document& doc, httplib::Response& res,
+                      absl::string_view path) {
+  const absl::Status parsed = fhir::ParseJson(body, doc);
+  if (parsed.ok() && doc.IsObject()) return true;
+  ReplyError(res, 400, path,
+             parsed.ok() ? "the body is not a JSON object"
+                         : absl::StrCat("the body is not valid JSON: ", parsed.message()),
+             "structure");
+  return false;
 }
 
 // The index N of "Bundle.entry[N]..." issue paths, or -1.
@@ -234,11 +260,7 @@ void InboundService::Register(HttpServer& server) {
         if (!who) return;
         const std::string type = req.matches[1];
         rapidjson::Document doc;
-        doc.Parse(req.body.data(), req.body.size());
-        if (doc.HasParseError() || !doc.IsObject()) {
-          ReplyError(res, 400, type, "the body is not a JSON object", "structure");
-          return;
-        }
+        if (!BodyIsJsonObject(req.body, doc, res, type)) return;
         auto rt = doc.FindMember("resourceType");
         if (rt == doc.MemberEnd() || !rt->value.IsString() || type != rt->value.GetString()) {
           ReplyError(res, 400, absl::StrCat(type, ".resourceType"),
@@ -274,11 +296,7 @@ void InboundService::Register(HttpServer& server) {
     const std::optional<Principal> who = guard(req, res);
     if (!who) return;
     rapidjson::Document doc;
-    doc.Parse(req.body.data(), req.body.size());
-    if (doc.HasParseError() || !doc.IsObject()) {
-      ReplyError(res, 400, "Bundle", "the body is not a JSON object", "structure");
-      return;
-    }
+    if (!BodyIsJsonObject(req.body, doc, res, "Bundle")) return;
     auto rt = doc.FindMember("resourceType");
     auto bt = doc.FindMember("type");
     if (rt == doc.MemberEnd() || !rt->value.IsString() ||
@@ -293,6 +311,14 @@ void InboundService::Register(HttpServer& server) {
         bt != doc.MemberEnd() && bt->value.IsString() ? bt->value.GetString() : "";
     if (bundle_type != "transaction" && bundle_type != "batch") {
       ReplyError(res, 400, "Bundle.type", "must be transaction or batch", "invalid");
+      return;
+    }
+    if (auto e = doc.FindMember("entry");
+        e != doc.MemberEnd() && e->value.IsArray() && e->value.Size() > kMaxBundleEntries) {
+      ReplyError(res, 413, "Bundle.entry",
+                 absl::StrCat("has ", e->value.Size(), " entries; one Bundle may have at most ",
+                              kMaxBundleEntries),
+                 "too-costly");
       return;
     }
     const bool transaction = bundle_type == "transaction";

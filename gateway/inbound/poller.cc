@@ -5,10 +5,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "fhir/json_parse.h"
 #include "fhir/status_macros.h"
 #include "gateway/delivery/fhir_client.h"
-#include "gateway/ops/log.h"
 #include "gateway/delivery/oauth.h"
+#include "gateway/ops/log.h"
 #include "rapidjson/document.h"
 
 namespace fhirgw::gateway {
@@ -37,8 +38,7 @@ std::string QueryEscape(absl::string_view value) {
 // The newest meta.lastUpdated of the searchset's resources, and its next-page link.
 void ScanSearchset(absl::string_view body, std::string& newest, std::string& next) {
   rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
-  if (doc.HasParseError() || !doc.IsObject()) return;
+  if (!fhir::ParseJson(body, doc).ok() || !doc.IsObject()) return;
   if (auto links = doc.FindMember("link"); links != doc.MemberEnd() && links->value.IsArray()) {
     for (const auto& link : links->value.GetArray()) {
       auto relation = link.FindMember("relation");

@@ -63,14 +63,18 @@ bool WriteEd25519Key(const std::string& path) {
                        PEM_write_PrivateKey(file, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
   if (file != nullptr) std::fclose(file);
   EVP_PKEY_free(key);
-  return written;
+  std::error_code ec;
+  std::filesystem::permissions(
+      path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+      std::filesystem::perm_options::replace, ec);
+  return written && !ec;
 }
 
 // Writes 32 random bytes, base64, as `openssl rand -base64 32` would.
 bool WritePayloadKey(const std::string& path) {
   std::string key(32, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size()));
-  return WriteFile(path, absl::Base64Escape(key) + "\n");
+  return WriteSecretFile(path, absl::Base64Escape(key) + "\n");
 }
 
 // Runs one SQL statement on the database file at `path` (the gateway must be stopped); returns
@@ -500,7 +504,7 @@ TEST_F(AuditIntegrationTest, TheAuditCommandLineVerifiesATlsGatewayWithTheGivenC
   ASSERT_FALSE(server.cert_pem.empty()) << ca->error();
   ASSERT_TRUE(WriteFile(root_ + "/ca.pem", ca->cert_pem()));
   ASSERT_TRUE(WriteFile(root_ + "/server.pem", server.cert_pem));
-  ASSERT_TRUE(WriteFile(root_ + "/server.key", server.key_pem));
+  ASSERT_TRUE(WriteSecretFile(root_ + "/server.key", server.key_pem));
   ASSERT_NO_FATAL_FAILURE(StartGateway("cert_file: \"" + root_ + "/server.pem\" key_file: \"" +
                                        root_ + "/server.key\""));
   const std::string token = std::string("--token=") + kAuditorToken;

@@ -25,6 +25,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "fhirgw/v1/audit.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -702,7 +703,9 @@ class TlsTest : public ::testing::Test {
                                                           {"clinic.key", clinic_cert_.key_pem},
                                                           {"forged.pem", forged_cert_.cert_pem},
                                                           {"forged.key", forged_cert_.key_pem}}) {
-      ASSERT_TRUE(WriteFile(root_ + "/" + name, content)) << name;
+      ASSERT_TRUE(absl::EndsWith(name, ".key") ? WriteSecretFile(root_ + "/" + name, content)
+                                               : WriteFile(root_ + "/" + name, content))
+          << name;
     }
     ASSERT_TRUE(records_error_.empty()) << records_error_;
   }

@@ -35,6 +35,15 @@ bool WriteFile(const std::filesystem::path& path, std::string_view content) {
   return static_cast<bool>(out);
 }
 
+bool WriteSecretFile(const std::filesystem::path& path, std::string_view content) {
+  if (!WriteFile(path, content)) return false;
+  std::error_code ec;
+  std::filesystem::permissions(
+      path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+      std::filesystem::perm_options::replace, ec);
+  return !ec;
+}
+
 std::string MakeTempDir(const std::string& prefix) {
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/" + prefix;

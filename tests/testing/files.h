@@ -22,6 +22,9 @@ std::string ReadFile(const std::filesystem::path& path);
 std::string ReadFileOrEmpty(const std::filesystem::path& path);
 // Writes `content` to `path`, replacing it; false on failure.
 bool WriteFile(const std::filesystem::path& path, std::string_view content);
+// Writes `content` to `path` readable by its owner only (mode 0600), as a private key must be for
+// `fhirgw serve` to start; false on failure.
+bool WriteSecretFile(const std::filesystem::path& path, std::string_view content);
 // Makes a fresh directory under $TMPDIR (or /tmp) whose name starts with `prefix`; empty on error.
 std::string MakeTempDir(const std::string& prefix);
 
