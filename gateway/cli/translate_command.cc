@@ -1,8 +1,5 @@
 #include "gateway/cli/translate_command.h"
 
-#include "absl/flags/flag.h"
-#include "gateway/cli/command.h"
-
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -10,12 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/cli/command.h"
 #include "gateway/cli/record_input.h"
 #include "google/protobuf/arena.h"
 #include "mappers/record_json.h"
 #include "mappers/registry.h"
 #include "mappers/reverse.h"
+#include "mappers/safety.h"
 
 ABSL_FLAG(bool, item_observations, false,
           "also write one Observation per questionnaire item (hasMember of the total)");
@@ -99,6 +99,11 @@ class Translator {
         mappers::MapToFhir(record, ContextFor(record.clinic_id()), issues);
     if (!mapped.ok()) {
       const std::string prefix = LinePrefix(line);
+      // A rejected record's alerts are printed too: a safety signal is never lost to a typo.
+      for (const v1::Alert& alert : mappers::AlertsOf(mapped.status())) {
+        absl::StrAppend(&err, prefix, "alert: ", v1::Alert::Kind_Name(alert.kind()), ": ",
+                        alert.message(), "\n");
+      }
       for (const fhir::Issue& issue : issues) {
         absl::StrAppend(&err, prefix, fhir::FormatIssues({issue}));
       }
@@ -205,7 +210,6 @@ int RunTranslate(const std::string& path, const TranslateOptions& options, std::
   return failed > 0 ? kExitInvalid : kExitOk;
 }
 
-
 namespace {
 
 int TranslateMain(const std::vector<std::string>& args) {
@@ -223,10 +227,12 @@ int TranslateMain(const std::vector<std::string>& args) {
 }  // namespace
 
 const Command kTranslateCommand = {
-    "translate", "translate FILE|-",
+    "translate",
+    "translate FILE|-",
     "map clinic records (protobuf JSON, or NDJSON one a line) to FHIR R4 transaction\n"
     "Bundles on stdout (--reverse: FHIR to clinic records); problems on stderr as\n"
     "'path: message'. Exit status 0 ok, 1 unreadable input, 2 invalid record(s).",
-    {"gateway/cli/translate_command.cc"}, TranslateMain};
+    {"gateway/cli/translate_command.cc"},
+    TranslateMain};
 
 }  // namespace fhirgw::gateway

@@ -8,6 +8,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "mappers/registry.h"
+#include "mappers/safety.h"
 
 namespace fhirgw::gateway {
 namespace {}  // namespace
@@ -25,7 +26,18 @@ std::string DeterministicBytes(const v1::ClinicRecord& record) {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  const auto code = static_cast<grpc::StatusCode>(status.code());
+  std::vector<v1::Alert> alerts = mappers::AlertsOf(status);
+  if (alerts.empty()) return grpc::Status(code, std::string(status.message()));
+  // A rejected record's safety alerts travel as an AlertList in the error details
+  // (grpc-status-details-bin, a google.rpc.Status), so that no alert is lost with the rejection.
+  v1::RpcStatus details;
+  details.set_code(static_cast<int>(status.code()));
+  details.set_message(std::string(status.message()));
+  v1::AlertList list;
+  for (v1::Alert& alert : alerts) *list.add_alerts() = std::move(alert);
+  details.add_details()->PackFrom(list);
+  return grpc::Status(code, std::string(status.message()), details.SerializeAsString());
 }
 
 namespace {
@@ -164,6 +176,12 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
         .GetCounter("fhirgw_pushes_total", "Pushes by record kind and outcome",
                     {{"kind", kind}, {"outcome", "invalid"}})
         .Inc();
+    for (const v1::Alert& alert : mappers::AlertsOf(mapped.status())) {
+      // The alert kind only: its message may hold clinical detail.
+      LogWarning(absl::StrCat("record ", record.record_id(), " of ", record.clinic_id(),
+                              " rejected as invalid; it raised alert ",
+                              v1::Alert::Kind_Name(alert.kind())));
+    }
     done(mapped.status());
     return;
   }
@@ -347,6 +365,9 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
               v1::Issue* issue = slot->response.add_issues();
               issue->set_severity(v1::Issue::ERROR);
               issue->set_message(std::string(result.status().message()));
+              for (v1::Alert& alert : mappers::AlertsOf(result.status())) {
+                *slot->response.add_alerts() = std::move(alert);
+              }
             }
             slot->ready = true;
             --pending_callbacks_;
