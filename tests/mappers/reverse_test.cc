@@ -1076,7 +1076,7 @@ TEST(ReverseGoldenSanity, HospitalCasesArePresent) {
 
 // ---- clinical safety (issue #13) ----
 
-std::string Request(absl::string_view extra) {
+std::string SertralineRequest(absl::string_view extra) {
   return absl::StrCat(
       R"({"resourceType":"MedicationRequest","id":"mr1","status":"active",)"
       R"("subject":{"reference":"Patient/p1"},)"
@@ -1085,7 +1085,7 @@ std::string Request(absl::string_view extra) {
 }
 
 TEST(ReverseSafetyTest, DoNotPerformNeverBecomesActive) {
-  const Result r = Map(Request(R"(,"intent":"order","doNotPerform":true)"));
+  const Result r = Map(SertralineRequest(R"(,"intent":"order","doNotPerform":true)"));
   const ReverseRecord* one = r.One();
   ASSERT_NE(one, nullptr);
   EXPECT_EQ(one->record.medication_statement().status(), v1::MedicationStatementRecord::NOT_TAKEN);
@@ -1094,25 +1094,25 @@ TEST(ReverseSafetyTest, DoNotPerformNeverBecomesActive) {
 
 TEST(ReverseSafetyTest, ProposalOrPlanNeverBecomesActive) {
   for (const char* intent : {"proposal", "plan"}) {
-    const Result r = Map(Request(absl::StrCat(R"(,"intent":")", intent, R"(")")));
+    const Result r = Map(SertralineRequest(absl::StrCat(R"(,"intent":")", intent, R"(")")));
     const ReverseRecord* one = r.One();
     ASSERT_NE(one, nullptr);
     EXPECT_EQ(one->record.medication_statement().status(), v1::MedicationStatementRecord::INTENDED)
         << intent;
   }
-  const Result order = Map(Request(R"(,"intent":"order")"));
+  const Result order = Map(SertralineRequest(R"(,"intent":"order")"));
   ASSERT_NE(order.One(), nullptr);
   EXPECT_EQ(order.One()->record.medication_statement().status(),
             v1::MedicationStatementRecord::ACTIVE);
 }
 
 TEST(ReverseSafetyTest, UnitlessDoseIsRefusedAndTextIsNeverADose) {
-  const Result r = Map(Request(
+  const Result r = Map(SertralineRequest(
       R"(,"intent":"order","dosageInstruction":[{"text":"50 mg daily","doseAndRate":[{"doseQuantity":{"value":50}}]}])"));
   EXPECT_THAT(r.Issues(),
               HasSubstr("MedicationRequest.dosageInstruction[0].doseAndRate[0].doseQuantity.unit"));
   const Result text_only =
-      Map(Request(R"(,"intent":"order","dosageInstruction":[{"text":"50 mg daily"}])"));
+      Map(SertralineRequest(R"(,"intent":"order","dosageInstruction":[{"text":"50 mg daily"}])"));
   ASSERT_NE(text_only.One(), nullptr);
   EXPECT_FALSE(text_only.One()->record.medication_statement().has_dose());
 }
