@@ -1,6 +1,7 @@
-// Internals of the FHIR R4 -> clinic record mappers (reverse.cc and the *_reverse.cc files): the
-// parsed input with its reference index, element paths for issues, and readers for the FHIR
-// datatypes that clinic records hold. The public API is mappers/reverse.h.
+// Internals of the FHIR R4 -> clinic record mappers: the parsed input with its reference index and
+// element paths for issues (reverse_input.cc), readers for the FHIR datatypes that clinic records
+// hold (reverse_readers.cc), and the per-kind mappers (*_reverse.cc) that reverse.cc dispatches
+// to. The public API is mappers/reverse.h.
 //
 // Every reader takes the DOM as parsed (RapidJSON) and tolerates any shape: a member of the wrong
 // JSON type reads as absent, so that hospital data never crashes the mapper.

@@ -1,26 +1,26 @@
 #include "gateway/cli/audit_command.h"
 
-#include "absl/flags/flag.h"
-#include "gateway/cli/client_channel.h"
-#include "gateway/cli/command.h"
-
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
 
+#include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "fhir/primitives.h"
 #include "fhirgw/v1/audit.grpc.pb.h"
+#include "gateway/cli/client_channel.h"
+#include "gateway/cli/command.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
-ABSL_FLAG(std::string, patient, "", "query: the clinic's patient id, or an identifier as system|value");
+ABSL_FLAG(std::string, patient, "",
+          "query: the clinic's patient id, or an identifier as system|value");
 ABSL_FLAG(std::string, kind, "",
           "query: infusion, medication_statement, questionnaire, encounter or patient");
 ABSL_FLAG(std::string, direction, "", "query: outbound (clinic_to_ehr) or inbound (ehr_to_clinic)");
@@ -366,7 +366,6 @@ int RunAudit(const AuditFlags& flags, const std::vector<std::string>& args, std:
   return client.Verify();
 }
 
-
 namespace {
 
 int AuditMain(const std::vector<std::string>& args) {
@@ -393,10 +392,13 @@ int AuditMain(const std::vector<std::string>& args) {
 }  // namespace
 
 const Command kAuditCommand = {
-    "audit", "audit query|show ID|export|verify",
+    "audit",
+    "audit query|show ID|export|verify",
     "the auditors' view of --target=HOST:PORT (--token or $FHIRGW_TOKEN): query one line\n"
     "per transaction, show a transaction as JSON, export AuditEvents as NDJSON, verify\n"
     "the hash chain (exit 3 when the log was altered)",
-    {"gateway/cli/audit_command.cc", "gateway/cli/client_channel.cc"}, AuditMain};
+    {"gateway/cli/audit_command.cc"},
+    {"target", "token", "tls_ca_file", "timeout_ms", "clinic"},
+    AuditMain};
 
 }  // namespace fhirgw::gateway

@@ -1,12 +1,11 @@
 #include "gateway/cli/client_channel.h"
 
-#include "absl/flags/flag.h"
-
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -53,11 +52,32 @@ void AddBearerToken(grpc::ClientContext& context, const std::string& token) {
   if (!token.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
 }
 
-
 std::string TargetFlag() { return absl::GetFlag(FLAGS_target); }
 std::string TokenFlag() { return absl::GetFlag(FLAGS_token); }
 std::string TlsCaFileFlag() { return absl::GetFlag(FLAGS_tls_ca_file); }
 int TimeoutMsFlag() { return absl::GetFlag(FLAGS_timeout_ms); }
 std::string ClinicFlag() { return absl::GetFlag(FLAGS_clinic); }
+
+const char* StatusCodeName(grpc::StatusCode code) {
+  static constexpr const char* kNames[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
+  const int index = static_cast<int>(code);
+  return index >= 0 && index < 17 ? kNames[index] : "UNKNOWN";
+}
 
 }  // namespace fhirgw::gateway

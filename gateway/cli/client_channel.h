@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/support/status.h"
 
 namespace fhirgw::gateway {
 
@@ -25,6 +26,9 @@ std::string TokenFromFlagOrEnv(const std::string& flag);
 
 // Adds "authorization: Bearer <token>" to `context` when `token` is set.
 void AddBearerToken(grpc::ClientContext& context, const std::string& token);
+
+// "INVALID_ARGUMENT" for grpc::StatusCode::INVALID_ARGUMENT (the names clients print).
+const char* StatusCodeName(grpc::StatusCode code);
 
 // The values of the flags every client command shares (defined in client_channel.cc): --target,
 // --token, --tls_ca_file, --timeout_ms and --clinic.

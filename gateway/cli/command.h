@@ -17,6 +17,8 @@ struct Command {
   const char* summary;   // what it does, a few lines wrapped at 80 columns, "\n" between lines
   // Files whose flags belong to this command (matched as suffixes of the flag's file name).
   std::vector<const char*> flag_files;
+  // The shared client flags (client_channel.h) it reads: "target", "token", ...
+  std::vector<const char*> client_flags;
   // Runs the command with the positional arguments after its name; returns the exit status.
   int (*run)(const std::vector<std::string>& args);
 };

@@ -19,7 +19,7 @@
 namespace fhirgw::gateway {
 namespace {
 
-const Command* const kCommands[] = {&kServeCommand, &kPushCommand,  &kWatchCommand,
+const Command* const kCommands[] = {&kServeCommand, &kPushCommand, &kWatchCommand,
                                     &kTranslateCommand, &kAuditCommand};
 
 constexpr char kVersion[] = "fhirgw 0.1.0 (FHIR R4 4.0.1)";
@@ -58,6 +58,11 @@ bool FlagBelongsTo(const absl::CommandLineFlag& flag, const Command& command) {
   for (const char* file : command.flag_files) {
     if (absl::EndsWith(flag.Filename(), file)) return true;
   }
+  for (const char* name : command.client_flags) {
+    if (flag.Name() == name && absl::EndsWith(flag.Filename(), "gateway/cli/client_channel.cc")) {
+      return true;
+    }
+  }
   return false;
 }
 
@@ -71,9 +76,9 @@ std::string CommandHelp(const Command& command) {
   std::sort(flags.begin(), flags.end(),
             [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
   for (const absl::CommandLineFlag* flag : flags) {
-    absl::StrAppend(&help, "  --", flag->Name(), "  (default: ",
-                    flag->DefaultValue().empty() ? "\"\"" : flag->DefaultValue(), ")\n      ",
-                    flag->Help(), "\n");
+    absl::StrAppend(&help, "  --", flag->Name(),
+                    "  (default: ", flag->DefaultValue().empty() ? "\"\"" : flag->DefaultValue(),
+                    ")\n      ", flag->Help(), "\n");
   }
   return help;
 }

@@ -1,48 +1,20 @@
 #include "gateway/cli/push_command.h"
 
-#include "absl/flags/flag.h"
-#include "gateway/cli/command.h"
-
 #include <chrono>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
 #include "gateway/cli/client_channel.h"
+#include "gateway/cli/command.h"
 #include "gateway/cli/record_input.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
 #include "mappers/record_json.h"
 
 ABSL_FLAG(bool, wait, false, "push: wait until the EHR has answered (up to --timeout_ms)");
-ABSL_FLAG(std::string, cursor, "", "watch: resume after this cursor (from a previous event)");
-ABSL_FLAG(int, max_events, 0, "watch: stop after this many events (0: follow until interrupted)");
 
 namespace fhirgw::gateway {
-namespace {
-
-const char* StatusCodeName(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {"OK",
-                                           "CANCELLED",
-                                           "UNKNOWN",
-                                           "INVALID_ARGUMENT",
-                                           "DEADLINE_EXCEEDED",
-                                           "NOT_FOUND",
-                                           "ALREADY_EXISTS",
-                                           "PERMISSION_DENIED",
-                                           "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION",
-                                           "ABORTED",
-                                           "OUT_OF_RANGE",
-                                           "UNIMPLEMENTED",
-                                           "INTERNAL",
-                                           "UNAVAILABLE",
-                                           "DATA_LOSS",
-                                           "UNAUTHENTICATED"};
-  const int index = static_cast<int>(code);
-  return index >= 0 && index < 17 ? kNames[index] : "UNKNOWN";
-}
-
-}  // namespace
 
 int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::FILE* in,
             std::FILE* out, std::FILE* err) {
@@ -112,48 +84,6 @@ int RunPush(const PushFlags& flags, const std::vector<std::string>& files, std::
   return refused ? 2 : 0;
 }
 
-int RunWatch(const WatchFlags& flags, std::FILE* out, std::FILE* err) {
-  if (flags.target.empty() || flags.clinic_id.empty()) {
-    std::fprintf(err, "usage: fhirgw watch --target=HOST:PORT --clinic=ID [--cursor=C]\n");
-    return 1;
-  }
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      OpenClientChannel(flags.target, flags.tls_ca_file);
-  if (!channel.ok()) {
-    std::fprintf(err, "fhirgw watch: %s\n", std::string(channel.status().message()).c_str());
-    return 1;
-  }
-  auto stub = v1::ClinicGateway::NewStub(*channel);
-  grpc::ClientContext context;
-  AddBearerToken(context, TokenFromFlagOrEnv(flags.token));
-  v1::WatchInboundRequest request;
-  request.set_clinic_id(flags.clinic_id);
-  request.set_cursor(flags.cursor);
-  std::unique_ptr<grpc::ClientReader<v1::InboundEvent>> reader =
-      stub->WatchInbound(&context, request);
-  v1::InboundEvent event;
-  int seen = 0;
-  google::protobuf::util::JsonPrintOptions options;
-  while (reader->Read(&event)) {
-    std::string line;
-    (void)google::protobuf::util::MessageToJsonString(event, &line, options);
-    std::fprintf(out, "%s\n", line.c_str());
-    std::fflush(out);
-    if (flags.max_events > 0 && ++seen >= flags.max_events) {
-      context.TryCancel();
-      break;
-    }
-  }
-  grpc::Status status = reader->Finish();
-  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-    std::fprintf(err, "fhirgw watch: %s %s\n", StatusCodeName(status.error_code()),
-                 status.error_message().c_str());
-    return status.error_code() == grpc::StatusCode::UNAVAILABLE ? 1 : 2;
-  }
-  return 0;
-}
-
-
 namespace {
 
 int PushMain(const std::vector<std::string>& args) {
@@ -166,32 +96,14 @@ int PushMain(const std::vector<std::string>& args) {
   return RunPush(flags, args, stdin, stdout, stderr);
 }
 
-int WatchMain(const std::vector<std::string>& args) {
-  if (!args.empty()) {
-    std::fprintf(stderr, "usage: fhirgw watch --target=HOST:PORT --clinic=ID (no arguments)\n");
-    return 1;
-  }
-  WatchFlags flags;
-  flags.target = TargetFlag();
-  flags.token = TokenFlag();
-  flags.tls_ca_file = TlsCaFileFlag();
-  flags.clinic_id = ClinicFlag();
-  flags.cursor = absl::GetFlag(FLAGS_cursor);
-  flags.max_events = absl::GetFlag(FLAGS_max_events);
-  return RunWatch(flags, stdout, stderr);
-}
-
 }  // namespace
 
 const Command kPushCommand = {
-    "push", "push FILE...",
+    "push",
+    "push FILE...",
     "send records (JSON or NDJSON, '-' for stdin) to --target=HOST:PORT; one line per result",
-    {"gateway/cli/push_command.cc", "gateway/cli/client_channel.cc"}, PushMain};
-
-const Command kWatchCommand = {
-    "watch", "watch",
-    "follow the hospital records for --clinic=ID from --target=HOST:PORT (WatchInbound),\n"
-    "one JSON line per event; --cursor resumes",
-    {"gateway/cli/push_command.cc", "gateway/cli/client_channel.cc"}, WatchMain};
+    {"gateway/cli/push_command.cc"},
+    {"target", "token", "tls_ca_file", "timeout_ms"},
+    PushMain};
 
 }  // namespace fhirgw::gateway

@@ -1,16 +1,15 @@
 #include "gateway/cli/serve_command.h"
 
-#include "absl/flags/flag.h"
-#include "gateway/cli/command.h"
-
 #include <csignal>
 #include <cstdio>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "fhir/status_macros.h"
-#include "gateway/security/auth.h"
+#include "gateway/cli/command.h"
 #include "gateway/config/config.h"
 #include "gateway/ops/log.h"
+#include "gateway/security/auth.h"
 #include "gateway/server.h"
 
 ABSL_FLAG(std::string, config, "", "textproto fhirgw.v1.GatewayConfig file");
@@ -90,7 +89,6 @@ int RunServe(const ServeFlags& flags) {
   return 0;
 }
 
-
 namespace {
 
 int ServeMain(const std::vector<std::string>& args) {
@@ -111,8 +109,11 @@ int ServeMain(const std::vector<std::string>& args) {
 }  // namespace
 
 const Command kServeCommand = {
-    "serve", "serve",
+    "serve",
+    "serve",
     "run the gateway (gRPC push, transaction log, delivery to EHRs) until SIGTERM",
-    {"gateway/cli/serve_command.cc"}, ServeMain};
+    {"gateway/cli/serve_command.cc"},
+    {},
+    ServeMain};
 
 }  // namespace fhirgw::gateway

@@ -233,6 +233,7 @@ const Command kTranslateCommand = {
     "Bundles on stdout (--reverse: FHIR to clinic records); problems on stderr as\n"
     "'path: message'. Exit status 0 ok, 1 unreadable input, 2 invalid record(s).",
     {"gateway/cli/translate_command.cc"},
+    {},
     TranslateMain};
 
 }  // namespace fhirgw::gateway

@@ -8,30 +8,18 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
+#include "tests/testing/json.h"
 
 namespace fhirgw::fhir {
 namespace {
 
+using ::fhirgw::testing::ParseJsonOrFail;
+using ::fhirgw::testing::Str;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kPatientSystem[] = "urn:fhirgw:clinic-a:patient";
 constexpr char kStatementSystem[] = "urn:fhirgw:clinic-a:medication-statement";
-
-rapidjson::Document Parse(const std::string& text) {
-  rapidjson::Document doc;
-  doc.Parse(text.c_str(), text.size());
-  EXPECT_FALSE(doc.HasParseError()) << text;
-  return doc;
-}
-
-std::string Str(const rapidjson::Value& value, const char* key) {
-  if (!value.IsObject() || !value.HasMember(key) || !value[key].IsString()) {
-    ADD_FAILURE() << "no string member " << key;
-    return "";
-  }
-  return std::string(value[key].GetString(), value[key].GetStringLength());
-}
 
 int CountMembers(const rapidjson::Value& object, const char* name) {
   int count = 0;
@@ -49,7 +37,7 @@ TEST(TransactionBundleTest, IsATransactionBundle) {
   TransactionBundle bundle;
   bundle.AddConditionalCreate("urn:uuid:1", Resource(bundle, "Patient", "p"), "Patient",
                               kPatientSystem, "123");
-  rapidjson::Document d = Parse(bundle.Write(JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(bundle.Write(JsonStyle::kCompact));
   EXPECT_EQ(Str(d, "resourceType"), "Bundle");
   EXPECT_EQ(Str(d, "type"), "transaction");
   ASSERT_TRUE(d.HasMember("entry"));
@@ -62,7 +50,7 @@ TEST(TransactionBundleTest, IsATransactionBundle) {
 TEST(TransactionBundleTest, EmptyBundleHasNoEmptyEntryArray) {
   TransactionBundle bundle;
   EXPECT_EQ(bundle.entry_count(), 0);
-  rapidjson::Document d = Parse(bundle.Write(JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(bundle.Write(JsonStyle::kCompact));
   EXPECT_EQ(Str(d, "resourceType"), "Bundle");
   EXPECT_EQ(Str(d, "type"), "transaction");
   if (d.HasMember("entry")) {
@@ -79,7 +67,7 @@ TEST(TransactionBundleTest, ConditionalCreatePostsWithIfNoneExist) {
                               "MRN-42");
   EXPECT_EQ(bundle.entry_count(), 1);
 
-  rapidjson::Document d = Parse(bundle.Write(JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(bundle.Write(JsonStyle::kCompact));
   const rapidjson::Value& entry = d["entry"][0];
   EXPECT_EQ(Str(entry, "fullUrl"), "urn:uuid:aaaa");
   ASSERT_TRUE(entry.HasMember("resource"));
@@ -98,7 +86,7 @@ TEST(TransactionBundleTest, ConditionalUpdatePutsToAConditionalUrl) {
   TransactionBundle bundle;
   bundle.AddConditionalUpdate("urn:uuid:bbbb", Resource(bundle, "MedicationStatement", "ms"),
                               "MedicationStatement", kStatementSystem, "rec-7");
-  rapidjson::Document d = Parse(bundle.Write(JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(bundle.Write(JsonStyle::kCompact));
   const rapidjson::Value& entry = d["entry"][0];
   EXPECT_EQ(Str(entry, "fullUrl"), "urn:uuid:bbbb");
   ASSERT_TRUE(entry.HasMember("resource"));
@@ -115,7 +103,7 @@ TEST(TransactionBundleTest, ConditionalDeleteHasNoFullUrlAndNoResource) {
   TransactionBundle bundle;
   bundle.AddConditionalDelete("Observation", "urn:fhirgw:clinic-a:observation", "obs-1");
   EXPECT_EQ(bundle.entry_count(), 1);
-  rapidjson::Document d = Parse(bundle.Write(JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(bundle.Write(JsonStyle::kCompact));
   const rapidjson::Value& entry = d["entry"][0];
   EXPECT_FALSE(entry.HasMember("fullUrl"));
   EXPECT_FALSE(entry.HasMember("resource"));
@@ -140,7 +128,7 @@ TEST(TransactionBundleTest, EntryOrderIsKept) {
                               kPatientSystem, "q");
   EXPECT_EQ(bundle.entry_count(), 5);
 
-  rapidjson::Document d = Parse(bundle.Write(JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(bundle.Write(JsonStyle::kCompact));
   const rapidjson::Value& entries = d["entry"];
   ASSERT_EQ(entries.Size(), 5u);
   EXPECT_EQ(Str(entries[0]["request"], "method"), "POST");
@@ -178,7 +166,7 @@ TEST(TransactionBundleTest, DocumentCanBeCalledTwiceWithoutDuplicatingEntry) {
   const std::string written = bundle.Write(JsonStyle::kCompact);
   EXPECT_EQ(written, first_text);
   EXPECT_EQ(bundle.Write(JsonStyle::kCompact), first_text);
-  rapidjson::Document d = Parse(written);
+  rapidjson::Document d = ParseJsonOrFail(written);
   EXPECT_EQ(CountMembers(d, "entry"), 1);
   EXPECT_EQ(d["entry"].Size(), 2u);
 }
@@ -191,7 +179,7 @@ TEST(TransactionBundleTest, WriteStylesDifferInLayoutOnly) {
   const std::string pretty = bundle.Write(JsonStyle::kPretty);
   EXPECT_THAT(compact, Not(HasSubstr("\n")));
   EXPECT_THAT(pretty, HasSubstr("\n  \"resourceType\": \"Bundle\""));
-  EXPECT_TRUE(Parse(compact) == Parse(pretty));
+  EXPECT_TRUE(ParseJsonOrFail(compact) == ParseJsonOrFail(pretty));
   EXPECT_EQ(compact.rfind(R"({"resourceType":"Bundle","type":"transaction","entry":[)", 0), 0u)
       << compact;
 }
@@ -203,7 +191,7 @@ TEST(TransactionBundleTest, ConditionalUrlsArePercentEncoded) {
   bundle.AddConditionalUpdate("urn:uuid:2", Resource(bundle, "Encounter", "b"), "Encounter",
                               "urn:enc", "x#y=z");
   bundle.AddConditionalDelete("Observation", "urn:obs", "1+1%");
-  rapidjson::Document d = Parse(bundle.Write(JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(bundle.Write(JsonStyle::kCompact));
   EXPECT_EQ(Str(d["entry"][0]["request"], "ifNoneExist"),
             "identifier=urn:fhirgw:clinic-a:patient|a%20b%26c");
   EXPECT_EQ(Str(d["entry"][0]["request"], "url"), "Patient");
@@ -215,7 +203,7 @@ TEST(TransactionBundleTest, EmptyResourceIsOmitted) {
   TransactionBundle bundle;
   bundle.AddConditionalUpdate("urn:uuid:1", Json::Object(bundle.alloc()), "Encounter", "urn:enc",
                               "e");
-  rapidjson::Document d = Parse(bundle.Write(JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(bundle.Write(JsonStyle::kCompact));
   EXPECT_FALSE(d["entry"][0].HasMember("resource"));
   EXPECT_EQ(Str(d["entry"][0], "fullUrl"), "urn:uuid:1");
 }
@@ -227,7 +215,7 @@ TEST(TransactionBundleTest, SurvivesAMove) {
   TransactionBundle moved = std::move(bundle);
   moved.AddConditionalDelete("Observation", "urn:obs", "o");
   EXPECT_EQ(moved.entry_count(), 2);
-  rapidjson::Document d = Parse(moved.Write(JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(moved.Write(JsonStyle::kCompact));
   ASSERT_EQ(d["entry"].Size(), 2u);
   EXPECT_EQ(Str(d["entry"][0]["resource"], "id"), "a");
   EXPECT_EQ(Str(d["entry"][1]["request"], "method"), "DELETE");

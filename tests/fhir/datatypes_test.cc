@@ -8,25 +8,17 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
+#include "tests/testing/json.h"
 
 namespace fhirgw::fhir {
 namespace {
 
+using ::fhirgw::testing::ParseJsonOrFail;
+using ::fhirgw::testing::Str;
+
 // Serializes `json` compactly and parses it back, so that the structure can be inspected.
 rapidjson::Document ToDocument(Json& json) {
-  const std::string text = WriteJson(json.value(), JsonStyle::kCompact);
-  rapidjson::Document doc;
-  doc.Parse(text.c_str(), text.size());
-  EXPECT_FALSE(doc.HasParseError()) << text;
-  return doc;
-}
-
-std::string Str(const rapidjson::Value& value, const char* key) {
-  if (!value.IsObject() || !value.HasMember(key) || !value[key].IsString()) {
-    ADD_FAILURE() << "no string member " << key;
-    return "";
-  }
-  return std::string(value[key].GetString(), value[key].GetStringLength());
+  return ParseJsonOrFail(WriteJson(json.value(), JsonStyle::kCompact));
 }
 
 class DatatypesTest : public ::testing::Test {

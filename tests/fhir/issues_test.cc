@@ -9,40 +9,18 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
+#include "tests/testing/json.h"
+#include "tests/testing/status_matchers.h"
 
 namespace fhirgw::fhir {
 namespace {
 
+using ::fhirgw::testing::ParseJsonOrFail;
+using ::fhirgw::testing::StatusIs;
+using ::fhirgw::testing::Str;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// Matches an absl::Status whose code is `code` and whose message matches `message_matcher`.
-MATCHER_P2(StatusIs, code, message_matcher,
-           std::string(negation ? "isn't" : "is") + " a status with code " +
-               absl::StatusCodeToString(code)) {
-  if (arg.code() != code) {
-    *result_listener << "whose code is " << absl::StatusCodeToString(arg.code());
-    return false;
-  }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(arg.message()),
-                                       result_listener);
-}
-
-rapidjson::Document Parse(const std::string& text) {
-  rapidjson::Document doc;
-  doc.Parse(text.c_str(), text.size());
-  EXPECT_FALSE(doc.HasParseError()) << text;
-  return doc;
-}
-
-std::string Str(const rapidjson::Value& value, const char* key) {
-  if (!value.IsObject() || !value.HasMember(key) || !value[key].IsString()) {
-    ADD_FAILURE() << "no string member " << key;
-    return "";
-  }
-  return std::string(value[key].GetString(), value[key].GetStringLength());
-}
 
 TEST(IssueScopeTest, BuildsDottedPathsWithIndexes) {
   IssueList issues;
@@ -212,7 +190,7 @@ TEST(OperationOutcomeTest, HasOneIssuePerEntry) {
 
   JsonDocument doc;
   Json outcome = OperationOutcome(issues, "invalid", doc.GetAllocator());
-  rapidjson::Document d = Parse(WriteJson(outcome.value(), JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(WriteJson(outcome.value(), JsonStyle::kCompact));
   EXPECT_EQ(Str(d, "resourceType"), "OperationOutcome");
   ASSERT_TRUE(d.HasMember("issue"));
   ASSERT_TRUE(d["issue"].IsArray());
@@ -239,7 +217,7 @@ TEST(OperationOutcomeTest, UsesTheGivenIssueTypeCode) {
   IssueScope(issues).Error("body", "Device is not supported");
   JsonDocument doc;
   Json outcome = OperationOutcome(issues, "not-supported", doc.GetAllocator());
-  rapidjson::Document d = Parse(WriteJson(outcome.value(), JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(WriteJson(outcome.value(), JsonStyle::kCompact));
   EXPECT_EQ(Str(d["issue"][0], "code"), "not-supported");
 }
 
@@ -248,7 +226,7 @@ TEST(OperationOutcomeTest, EmptyPathHasNoExpression) {
   IssueScope(issues).Error("", "record is empty");
   JsonDocument doc;
   Json outcome = OperationOutcome(issues, "required", doc.GetAllocator());
-  rapidjson::Document d = Parse(WriteJson(outcome.value(), JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(WriteJson(outcome.value(), JsonStyle::kCompact));
   ASSERT_EQ(d["issue"].Size(), 1u);
   EXPECT_FALSE(d["issue"][0].HasMember("expression"));
   EXPECT_EQ(Str(d["issue"][0], "diagnostics"), "record is empty");
@@ -258,7 +236,7 @@ TEST(OperationOutcomeTest, EmptyPathHasNoExpression) {
 TEST(OperationOutcomeTest, NeverEmitsAnEmptyIssueArray) {
   JsonDocument doc;
   Json outcome = OperationOutcome({}, "invalid", doc.GetAllocator());
-  rapidjson::Document d = Parse(WriteJson(outcome.value(), JsonStyle::kCompact));
+  rapidjson::Document d = ParseJsonOrFail(WriteJson(outcome.value(), JsonStyle::kCompact));
   EXPECT_EQ(Str(d, "resourceType"), "OperationOutcome");
   if (d.HasMember("issue")) {
     ASSERT_TRUE(d["issue"].IsArray());

@@ -5,10 +5,8 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <random>
-#include <sstream>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -21,20 +19,16 @@
 #include "rapidjson/document.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
+#include "tests/testing/files.h"
+#include "tests/testing/json.h"
 
 namespace fhirgw::fhir {
 namespace {
 
+using ::fhirgw::testing::ParseJsonOrFail;
+using ::fhirgw::testing::ReadFile;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// Parses `text` as JSON; fails the test on a parse error.
-rapidjson::Document Parse(const std::string& text) {
-  rapidjson::Document doc;
-  doc.Parse(text.c_str(), text.size());
-  EXPECT_FALSE(doc.HasParseError()) << "offset " << doc.GetErrorOffset() << " in: " << text;
-  return doc;
-}
 
 std::string Compact(Json& json) { return WriteJson(json.value(), JsonStyle::kCompact); }
 
@@ -90,7 +84,7 @@ TEST(JsonTest, ZeroAndFalseAreRealValuesAndAreWritten) {
   Json object = Json::Object(doc.GetAllocator());
   object.Int("zero", 0).Dec("dzero", 0.0).Bool("no", false);
   EXPECT_FALSE(object.empty());
-  rapidjson::Document parsed = Parse(Compact(object));
+  rapidjson::Document parsed = ParseJsonOrFail(Compact(object));
   ASSERT_TRUE(parsed.HasMember("zero"));
   EXPECT_EQ(parsed["zero"].GetInt64(), 0);
   ASSERT_TRUE(parsed.HasMember("dzero"));
@@ -157,7 +151,7 @@ TEST(JsonTest, BuildsNestedStructures) {
   observation.Put("code", std::move(code));
   observation.Put("valueQuantity", Json::Object(a).Dec("value", 72.0).Str("unit", "/min"));
 
-  rapidjson::Document parsed = Parse(Compact(observation));
+  rapidjson::Document parsed = ParseJsonOrFail(Compact(observation));
   ASSERT_TRUE(parsed.IsObject());
   EXPECT_STREQ(parsed["resourceType"].GetString(), "Observation");
   ASSERT_TRUE(parsed["code"]["coding"].IsArray());
@@ -276,8 +270,8 @@ TEST(JsonTest, CompactAndPrettyParseToTheSameValue) {
   JsonAlloc& a = doc.GetAllocator();
   Json object = std::move(Json::Object(a).Str("s", "t").Int("i", 7).Dec("d", 0.5));
   object.Put("nested", Json::Object(a).Put("arr", Json::Array(a).PushStr("e")));
-  rapidjson::Document compact = Parse(WriteJson(object.value(), JsonStyle::kCompact));
-  rapidjson::Document pretty = Parse(WriteJson(object.value(), JsonStyle::kPretty));
+  rapidjson::Document compact = ParseJsonOrFail(WriteJson(object.value(), JsonStyle::kCompact));
+  rapidjson::Document pretty = ParseJsonOrFail(WriteJson(object.value(), JsonStyle::kPretty));
   EXPECT_TRUE(compact == pretty);
   EXPECT_EQ(compact.MemberCount(), 4u);
 }
@@ -325,7 +319,7 @@ TEST(JsonTest, EscapesQuotesBackslashesAndControlCharacters) {
     EXPECT_GE(static_cast<unsigned char>(c), 0x20u) << "raw control byte in " << out;
   }
 
-  rapidjson::Document parsed = Parse(out);
+  rapidjson::Document parsed = ParseJsonOrFail(out);
   ASSERT_TRUE(parsed.HasMember("text"));
   EXPECT_EQ(std::string(parsed["text"].GetString(), parsed["text"].GetStringLength()), tricky);
 }
@@ -337,7 +331,7 @@ TEST(JsonTest, NonAsciiUtf8RoundTrips) {
   Json object = std::move(Json::Object(doc.GetAllocator()).Str("text", text));
   object.Put("list", Json::Array(doc.GetAllocator()).PushStr(text));
   for (JsonStyle style : {JsonStyle::kCompact, JsonStyle::kPretty}) {
-    rapidjson::Document parsed = Parse(WriteJson(object.value(), style));
+    rapidjson::Document parsed = ParseJsonOrFail(WriteJson(object.value(), style));
     ASSERT_TRUE(parsed.HasMember("text"));
     EXPECT_EQ(std::string(parsed["text"].GetString(), parsed["text"].GetStringLength()), text);
     EXPECT_EQ(std::string(parsed["list"][0].GetString()), text);
@@ -350,7 +344,7 @@ TEST(JsonTest, EmbeddedNulIsEscapedAndKept) {
   Json object = std::move(Json::Object(doc.GetAllocator()).Str("t", text));
   const std::string out = Compact(object);
   EXPECT_EQ(out, R"({"t":"a\u0000b"})");
-  rapidjson::Document parsed = Parse(out);
+  rapidjson::Document parsed = ParseJsonOrFail(out);
   EXPECT_EQ(std::string(parsed["t"].GetString(), parsed["t"].GetStringLength()), text);
 }
 
@@ -359,7 +353,7 @@ TEST(JsonTest, KeysAreEscapedToo) {
   Json object = std::move(Json::Object(doc.GetAllocator()).Str("we\"ird\\key", "v"));
   const std::string out = Compact(object);
   EXPECT_EQ(out, R"({"we\"ird\\key":"v"})");
-  rapidjson::Document parsed = Parse(out);
+  rapidjson::Document parsed = ParseJsonOrFail(out);
   EXPECT_TRUE(parsed.HasMember("we\"ird\\key"));
 }
 
@@ -376,7 +370,7 @@ TEST(JsonTest, DecimalsSerializeInShortestForm) {
     JsonDocument doc;
     Json object = std::move(Json::Object(doc.GetAllocator()).Dec("v", c.value));
     EXPECT_EQ(Compact(object), absl::StrCat(R"({"v":)", c.text, "}")) << c.text;
-    rapidjson::Document parsed = Parse(Compact(object));
+    rapidjson::Document parsed = ParseJsonOrFail(Compact(object));
     EXPECT_EQ(parsed["v"].GetDouble(), c.value) << c.text;
   }
 }
@@ -525,11 +519,9 @@ TEST(CompactWriterTest, RepositoryFhirJsonAsRapidJsonWritesIt) {
        fs::recursive_directory_iterator(fs::path(FHIRGW_SOURCE_DIR) / "tests" / "golden")) {
     const std::string name = entry.path().string();
     if (!name.ends_with(".bundle.json") && !name.ends_with(".fhir.json")) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
+    const std::string text = ReadFile(entry.path());
     JsonDocument doc;
-    doc.Parse(text.str().data(), text.str().size());
+    doc.Parse(text.data(), text.size());
     ASSERT_FALSE(doc.HasParseError()) << name;
     ExpectSameAsRapidJson(doc);
     ++files;

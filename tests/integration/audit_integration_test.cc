@@ -27,9 +27,9 @@
 #include "fhirgw/v1/audit.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/harness.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/test_certs.h"
-#include "tests/integration/harness.h"
 
 namespace fhirgw::testing {
 namespace {
@@ -102,46 +102,19 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-class AuditIntegrationTest : public ::testing::Test {
+class AuditIntegrationTest : public IntegrationTest {
  protected:
-  static void SetUpTestSuite() {
-    std::string error;
-    ehr_ = FhirServer::Start(&error);
-    if (ehr_ == nullptr) suite_error_ = "cannot start the FHIR test server: " + error;
-    records_ = std::make_unique<RecordFactory>(&error);
-    if (!error.empty()) suite_error_ += "cannot load the examples: " + error;
-  }
-
-  static void TearDownTestSuite() {
-    if (ehr_ != nullptr) ehr_->Stop();
-    ehr_.reset();
-    records_.reset();
-  }
+  AuditIntegrationTest() : IntegrationTest("fhirgw-audit-it-") {}
 
   void SetUp() override {
-    ASSERT_TRUE(suite_error_.empty()) << suite_error_;
-    ASSERT_TRUE(ehr_->Reset()) << ehr_->Log();
-    root_ = MakeTempDir("fhirgw-audit-it-");
-    ASSERT_FALSE(root_.empty());
+    ASSERT_NO_FATAL_FAILURE(IntegrationTest::SetUp());
     ASSERT_TRUE(WriteEd25519Key(root_ + "/head-signing.pem"));
     ASSERT_TRUE(WritePayloadKey(root_ + "/payload.key"));
   }
 
-  void TearDown() override {
-    gateway_.reset();
-    if (HasFailure()) {
-      std::printf("kept the test's files (config, gateway logs, data) in %s\n", root_.c_str());
-    } else if (!root_.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(root_, ignored);
-    }
-  }
-
   // `tls`: textproto fields of security.tls, if any.
   GatewaySettings Settings(const std::string& tls = "") const {
-    GatewaySettings settings;
-    settings.ehr_url = ehr_->base_url();
-    settings.data_dir = root_ + "/data";
+    GatewaySettings settings = IntegrationTest::Settings();
     settings.max_attempts = 4;
     settings.extra_config =
         "audit { signing_key_file: \"" + root_ + "/head-signing.pem\" sign_interval_ms: 200 }\n" +
@@ -156,11 +129,9 @@ class AuditIntegrationTest : public ::testing::Test {
 
   // Starts (or restarts) the gateway on the test's data directory (with TLS when `tls` is set).
   void StartGateway(const std::string& tls = "") {
-    gateway_.reset();
-    std::string error;
-    gateway_ =
-        Gateway::Start(Settings(tls), root_ + "/gateway" + std::to_string(++starts_), &error);
-    ASSERT_NE(gateway_, nullptr) << error;
+    StopGateways();
+    gateway_ = IntegrationTest::StartGateway(Settings(tls));
+    ASSERT_NE(gateway_, nullptr);
     audit_ = v1::AuditService::NewStub(gateway_->channel());
   }
 
@@ -300,23 +271,9 @@ class AuditIntegrationTest : public ::testing::Test {
     return response;
   }
 
-  static v1::ClinicRecord Make(RecordKind kind, const std::string& record_id,
-                               const std::string& patient_id) {
-    return records_->Make(kind, record_id, patient_id);
-  }
-
-  static std::unique_ptr<FhirServer> ehr_;
-  static std::unique_ptr<RecordFactory> records_;
-  static std::string suite_error_;
-  std::string root_;
-  int starts_ = 0;
-  std::unique_ptr<Gateway> gateway_;
+  Gateway* gateway_ = nullptr;  // the one running, owned by gateways_
   std::unique_ptr<v1::AuditService::Stub> audit_;
 };
-
-std::unique_ptr<FhirServer> AuditIntegrationTest::ehr_;
-std::unique_ptr<RecordFactory> AuditIntegrationTest::records_;
-std::string AuditIntegrationTest::suite_error_;
 
 TEST_F(AuditIntegrationTest, AuditServiceQueriesGetsVerifiesAndExportsOverGrpc) {
   ASSERT_NO_FATAL_FAILURE(StartGateway());

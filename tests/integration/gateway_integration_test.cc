@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -46,65 +45,9 @@ std::string Ids(const std::vector<std::string>& ids) {
   return text;
 }
 
-class GatewayIntegrationTest : public ::testing::Test {
+class GatewayIntegrationTest : public IntegrationTest {
  protected:
-  static void SetUpTestSuite() {
-    std::string error;
-    ehr_ = FhirServer::Start(&error);
-    if (ehr_ == nullptr) suite_error_ = "cannot start the FHIR test server: " + error;
-    records_ = std::make_unique<RecordFactory>(&error);
-    if (!error.empty()) suite_error_ += "cannot load the examples: " + error;
-  }
-
-  static void TearDownTestSuite() {
-    if (ehr_ != nullptr) ehr_->Stop();
-    ehr_.reset();
-    records_.reset();
-  }
-
-  void SetUp() override {
-    ASSERT_TRUE(suite_error_.empty()) << suite_error_;
-    ASSERT_TRUE(ehr_->Reset()) << ehr_->Log();
-    root_ = MakeTempDir("fhirgw-it-");
-    ASSERT_FALSE(root_.empty()) << "cannot create a temporary directory";
-  }
-
-  void TearDown() override {
-    gateways_.clear();  // kills gateways still running
-    if (HasFailure()) {
-      std::printf("kept the test's files (config, gateway logs, data) in %s\n", root_.c_str());
-    } else if (!root_.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(root_, ignored);
-    }
-  }
-
-  // Settings for a gateway delivering to the suite's FHIR server, with its data under the test's
-  // directory (the same directory for every gateway of a test, so that a restart finds the log).
-  GatewaySettings Settings() const {
-    GatewaySettings settings;
-    settings.ehr_url = ehr_->base_url();
-    settings.data_dir = root_ + "/data";
-    return settings;
-  }
-
-  // Starts a gateway; nullptr (and a test failure with its output) when it does not come up.
-  Gateway* StartGateway(const GatewaySettings& settings) {
-    std::string error;
-    std::unique_ptr<Gateway> gateway =
-        Gateway::Start(settings, root_ + "/gateway" + std::to_string(++starts_), &error);
-    if (gateway == nullptr) {
-      ADD_FAILURE() << error;
-      return nullptr;
-    }
-    gateways_.push_back(std::move(gateway));
-    return gateways_.back().get();
-  }
-
-  static v1::ClinicRecord Make(RecordKind kind, const std::string& record_id,
-                               const std::string& patient_id) {
-    return records_->Make(kind, record_id, patient_id);
-  }
+  GatewayIntegrationTest() : IntegrationTest("fhirgw-it-") {}
 
   // Waits until every transaction of `ids` is DELIVERED (at most `timeout` in all); returns the
   // ones that are not, each with its status and attempts. A transaction that ends REJECTED or
@@ -150,14 +93,6 @@ class GatewayIntegrationTest : public ::testing::Test {
     }
     return stats[name].GetInt64();
   }
-
-  static inline std::unique_ptr<FhirServer> ehr_;
-  static inline std::unique_ptr<RecordFactory> records_;
-  static inline std::string suite_error_;
-
-  std::string root_;
-  int starts_ = 0;
-  std::vector<std::unique_ptr<Gateway>> gateways_;
 };
 
 // A record acknowledged by the gateway (Push answered OK).

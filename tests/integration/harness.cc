@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -74,24 +75,11 @@ std::string ReadExample(const std::string& name, std::string* error) {
 
 }  // namespace
 
-std::string MakeTempDir(const std::string& prefix) {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/" + prefix;
-  pattern += "XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) return "";
-  return pattern;
-}
-
-std::string ReadFileOrEmpty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-HttpAnswer HttpGet(const std::string& host_port, const std::string& path) {
-  return AnswerOf(ClientFor(host_port)->Get(path.c_str()));
+HttpAnswer HttpGet(const std::string& host_port, const std::string& path,
+                   const std::vector<std::pair<std::string, std::string>>& headers) {
+  httplib::Headers extra;
+  for (const auto& [name, value] : headers) extra.emplace(name, value);
+  return AnswerOf(ClientFor(host_port)->Get(path.c_str(), extra));
 }
 
 HttpAnswer HttpPost(const std::string& host_port, const std::string& path,
@@ -499,6 +487,133 @@ std::string DescribeAttempts(const v1::Transaction& transaction) {
 
 int64_t ToMs(const google::protobuf::Timestamp& timestamp) {
   return timestamp.seconds() * 1000 + timestamp.nanos() / 1000000;
+}
+
+// --- InboundStream ----------------------------------------------------------------------------
+
+InboundStream::InboundStream(Gateway& gateway, const std::string& clinic_id,
+                             const std::string& cursor) {
+  context_.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(2));
+  request_.set_clinic_id(clinic_id);
+  request_.set_cursor(cursor);
+  v1::ClinicGateway::Stub* stub = &gateway.stub();
+  thread_ = std::thread([this, stub] {
+    std::unique_ptr<grpc::ClientReader<v1::InboundEvent>> reader =
+        stub->WatchInbound(&context_, request_);
+    v1::InboundEvent event;
+    while (reader->Read(&event)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_.push_back(event);
+      cv_.notify_all();
+    }
+    const grpc::Status status = reader->Finish();
+    std::lock_guard<std::mutex> lock(mu_);
+    end_ = status;
+    cv_.notify_all();
+  });
+}
+
+InboundStream::~InboundStream() {
+  Cancel();
+  thread_.join();
+}
+
+std::optional<v1::InboundEvent> InboundStream::Next(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [this] { return !events_.empty() || end_.has_value(); });
+  if (events_.empty()) return std::nullopt;
+  v1::InboundEvent event = std::move(events_.front());
+  events_.pop_front();
+  return event;
+}
+
+std::vector<v1::InboundEvent> InboundStream::Take(size_t count, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<v1::InboundEvent> taken;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (taken.size() < count) {
+    cv_.wait_until(lock, deadline, [this] { return !events_.empty() || end_.has_value(); });
+    if (events_.empty()) break;
+    taken.push_back(std::move(events_.front()));
+    events_.pop_front();
+  }
+  return taken;
+}
+
+std::optional<grpc::Status> InboundStream::WaitEnd(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [this] { return end_.has_value(); });
+  return end_;
+}
+
+std::string InboundStream::State() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string text = std::to_string(events_.size()) + " unread event(s)";
+  if (end_.has_value()) {
+    text += "; ended with code " + std::to_string(end_->error_code()) + " '" +
+            end_->error_message() + "'";
+  } else {
+    text += "; open";
+  }
+  return text;
+}
+
+// --- IntegrationTest --------------------------------------------------------------------------
+
+void RemoveUnlessFailed(const std::string& root) {
+  if (root.empty()) return;
+  if (::testing::Test::HasFailure()) {
+    std::printf("kept the test's files (configs, gateway logs, data) in %s\n", root.c_str());
+    return;
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(root, ignored);
+}
+
+void IntegrationTest::SetUpTestSuite() {
+  std::string error;
+  ehr_ = FhirServer::Start(&error);
+  if (ehr_ == nullptr) suite_error_ = "cannot start the FHIR test server: " + error;
+  records_ = std::make_unique<RecordFactory>(&error);
+  if (!error.empty()) suite_error_ += "cannot load the examples: " + error;
+}
+
+void IntegrationTest::TearDownTestSuite() {
+  if (ehr_ != nullptr) ehr_->Stop();
+  ehr_.reset();
+  records_.reset();
+  suite_error_.clear();
+}
+
+void IntegrationTest::SetUp() {
+  ASSERT_TRUE(suite_error_.empty()) << suite_error_;
+  ASSERT_TRUE(ehr_->Reset()) << ehr_->Log();
+  root_ = MakeTempDir(root_prefix_);
+  ASSERT_FALSE(root_.empty()) << "cannot create a temporary directory";
+}
+
+void IntegrationTest::TearDown() {
+  StopGateways();
+  RemoveUnlessFailed(root_);
+}
+
+GatewaySettings IntegrationTest::Settings(const std::string& data) const {
+  GatewaySettings settings;
+  settings.ehr_url = ehr_->base_url();
+  settings.data_dir = root_ + "/" + data;
+  return settings;
+}
+
+Gateway* IntegrationTest::StartGateway(const GatewaySettings& settings) {
+  std::string error;
+  std::unique_ptr<Gateway> gateway =
+      Gateway::Start(settings, root_ + "/gateway" + std::to_string(++starts_), &error);
+  if (gateway == nullptr) {
+    ADD_FAILURE() << error;
+    return nullptr;
+  }
+  gateways_.push_back(std::move(gateway));
+  return gateways_.back().get();
 }
 
 }  // namespace fhirgw::testing

@@ -21,27 +21,28 @@
 #define FHIRGW_TESTS_INTEGRATION_HARNESS_H_
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "fhirgw/v1/gateway.grpc.pb.h"
 #include "fhirgw/v1/records.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "rapidjson/document.h"
+#include "tests/testing/files.h"  // ReadFileOrEmpty, MakeTempDir
 #include "tests/testing/subprocess.h"
 
 namespace fhirgw::testing {
-
-// Makes a fresh directory under $TMPDIR (or /tmp) whose name starts with `prefix`; empty on error.
-std::string MakeTempDir(const std::string& prefix);
-// Returns the content of `path`, or "" when it cannot be read.
-std::string ReadFileOrEmpty(const std::string& path);
 
 // An HTTP answer; status 0 when the request failed (the reason in `body`).
 struct HttpAnswer {
@@ -53,8 +54,9 @@ struct HttpAnswer {
   // The first value of the header `name` (case-insensitive); "" when absent.
   std::string Header(const std::string& name) const;
 };
-// GET or POST `path` at http://`host_port` (HOST:PORT), with short timeouts.
-HttpAnswer HttpGet(const std::string& host_port, const std::string& path);
+// GET (with `headers`) or POST `path` at http://`host_port` (HOST:PORT), with short timeouts.
+HttpAnswer HttpGet(const std::string& host_port, const std::string& path,
+                   const std::vector<std::pair<std::string, std::string>>& headers = {});
 HttpAnswer HttpPost(const std::string& host_port, const std::string& path,
                     const std::string& json_body);
 
@@ -190,6 +192,37 @@ class Gateway {
   std::unique_ptr<v1::ClinicGateway::Stub> stub_;
 };
 
+// ClinicGateway.WatchInbound read on a thread of its own; the test takes the events with bounded
+// waits. Destroying it cancels the call (which also ends after two minutes).
+class InboundStream {
+ public:
+  // Opens WatchInbound on `gateway` for `clinic_id`, after `cursor` when it is set.
+  InboundStream(Gateway& gateway, const std::string& clinic_id, const std::string& cursor = "");
+  ~InboundStream();
+  InboundStream(const InboundStream&) = delete;
+  InboundStream& operator=(const InboundStream&) = delete;
+
+  void Cancel() { context_.TryCancel(); }
+
+  // The next event, waiting up to `timeout`; nullopt when none came (or the stream ended).
+  std::optional<v1::InboundEvent> Next(std::chrono::milliseconds timeout);
+  // Up to `count` events, waiting up to `timeout` in all (fewer when they do not come).
+  std::vector<v1::InboundEvent> Take(size_t count, std::chrono::milliseconds timeout);
+  // Waits up to `timeout` for the stream to end; its status, nullopt while it is still open.
+  std::optional<grpc::Status> WaitEnd(std::chrono::milliseconds timeout);
+  // A description of the stream's state, for failure messages.
+  std::string State();
+
+ private:
+  grpc::ClientContext context_;
+  v1::WatchInboundRequest request_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<v1::InboundEvent> events_;  // guarded by mu_
+  std::optional<grpc::Status> end_;      // guarded by mu_
+  std::thread thread_;
+};
+
 enum class RecordKind { kInfusion, kMedicationStatement, kQuestionnaire, kEncounter };
 inline constexpr RecordKind kAllKinds[] = {RecordKind::kInfusion, RecordKind::kMedicationStatement,
                                            RecordKind::kQuestionnaire, RecordKind::kEncounter};
@@ -225,6 +258,61 @@ std::string StatusName(v1::TransactionStatus status);
 std::string DescribeAttempts(const v1::Transaction& transaction);
 // Milliseconds since the epoch of `timestamp`.
 int64_t ToMs(const google::protobuf::Timestamp& timestamp);
+
+// Ends a test that used the directory `root`: removes it, or keeps it and prints where it is when
+// the test failed (its configs, gateway logs and data are what a failure is read from).
+void RemoveUnlessFailed(const std::string& root);
+
+// The fixture of the integration test suites: one FHIR test server and the example records for
+// the suite; per test, a fresh directory and the gateways started in it.
+//
+//   class PushTest : public IntegrationTest {
+//    protected:
+//     PushTest() : IntegrationTest("fhirgw-push-it-") {}
+//   };
+//   TEST_F(PushTest, Delivers) {
+//     Gateway* gateway = StartGateway(Settings());
+//     ASSERT_NE(gateway, nullptr);
+//     ...
+//   }
+class IntegrationTest : public ::testing::Test {
+ protected:
+  // `root_prefix` starts the name of each test's directory.
+  explicit IntegrationTest(std::string root_prefix) : root_prefix_(std::move(root_prefix)) {}
+
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+  // Resets the FHIR server and makes the test's directory root_.
+  void SetUp() override;
+  // Stops the gateways, then removes root_ (kept when the test failed).
+  void TearDown() override;
+
+  // Settings for a gateway delivering to the suite's FHIR server, with its data in `data` under
+  // the test's directory (the same for every gateway of a test, so that a restart finds the log).
+  GatewaySettings Settings(const std::string& data = "data") const;
+  // Starts a gateway whose config and log are under the test's directory; nullptr (and a test
+  // failure with its output) when it does not come up. It runs until TearDown or StopGateways.
+  Gateway* StartGateway(const GatewaySettings& settings);
+  // Kills the gateways still running.
+  void StopGateways() { gateways_.clear(); }
+  // The example record of `kind` with these ids (RecordFactory::Make).
+  static v1::ClinicRecord Make(RecordKind kind, const std::string& record_id,
+                               const std::string& patient_id) {
+    return records_->Make(kind, record_id, patient_id);
+  }
+
+  static inline std::unique_ptr<FhirServer> ehr_;
+  static inline std::unique_ptr<RecordFactory> records_;
+  // Why the suite's FHIR server or records are missing; empty when they are there.
+  static inline std::string suite_error_;
+
+  std::string root_;
+  std::vector<std::unique_ptr<Gateway>> gateways_;
+
+ private:
+  std::string root_prefix_;
+  int starts_ = 0;
+};
 
 }  // namespace fhirgw::testing
 

@@ -19,7 +19,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,8 +56,6 @@ constexpr char kTokenSha256[] = "ab08b7126c7701a99883ba58bd6e9573beedf395053e84f
 
 // How long an expected event may take to arrive.
 constexpr milliseconds kEventTimeout = 10s;
-// A stream is cancelled by the client after this at the latest (no test runs that long).
-constexpr milliseconds kStreamLifetime = 120s;
 
 // ---- FHIR the hospital sends -----------------------------------------------------------------
 
@@ -203,147 +200,11 @@ std::vector<std::string> TransactionIds(const std::vector<v1::InboundEvent>& eve
   return ids;
 }
 
-// ---- a WatchInbound stream -------------------------------------------------------------------
-
-// ClinicGateway.WatchInbound read on a thread of its own; the test takes the events with bounded
-// waits. Destroying it cancels the call.
-class InboundStream {
- public:
-  InboundStream(Gateway& gateway, const std::string& clinic_id, const std::string& cursor = "") {
-    context_.set_deadline(std::chrono::system_clock::now() + kStreamLifetime);
-    request_.set_clinic_id(clinic_id);
-    request_.set_cursor(cursor);
-    v1::ClinicGateway::Stub* stub = &gateway.stub();
-    thread_ = std::thread([this, stub] {
-      std::unique_ptr<grpc::ClientReader<v1::InboundEvent>> reader =
-          stub->WatchInbound(&context_, request_);
-      v1::InboundEvent event;
-      while (reader->Read(&event)) {
-        std::lock_guard<std::mutex> lock(mu_);
-        events_.push_back(event);
-        cv_.notify_all();
-      }
-      const grpc::Status status = reader->Finish();
-      std::lock_guard<std::mutex> lock(mu_);
-      end_ = status;
-      cv_.notify_all();
-    });
-  }
-
-  ~InboundStream() {
-    Cancel();
-    thread_.join();
-  }
-
-  void Cancel() { context_.TryCancel(); }
-
-  // The next event, waiting up to `timeout`; nullopt when none came (or the stream ended).
-  std::optional<v1::InboundEvent> Next(milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [this] { return !events_.empty() || end_.has_value(); });
-    if (events_.empty()) return std::nullopt;
-    v1::InboundEvent event = std::move(events_.front());
-    events_.pop_front();
-    return event;
-  }
-
-  // Up to `count` events, waiting up to `timeout` in all (fewer when they do not come).
-  std::vector<v1::InboundEvent> Take(size_t count, milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::vector<v1::InboundEvent> taken;
-    std::unique_lock<std::mutex> lock(mu_);
-    while (taken.size() < count) {
-      cv_.wait_until(lock, deadline, [this] { return !events_.empty() || end_.has_value(); });
-      if (events_.empty()) break;
-      taken.push_back(std::move(events_.front()));
-      events_.pop_front();
-    }
-    return taken;
-  }
-
-  // Waits up to `timeout` for the stream to end; its status, nullopt while it is still open.
-  std::optional<grpc::Status> WaitEnd(milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [this] { return end_.has_value(); });
-    return end_;
-  }
-
-  // A description of the stream's state, for failure messages.
-  std::string State() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::string text = std::to_string(events_.size()) + " unread event(s)";
-    if (end_.has_value()) {
-      text += "; ended with code " + std::to_string(end_->error_code()) + " '" +
-              end_->error_message() + "'";
-    } else {
-      text += "; open";
-    }
-    return text;
-  }
-
- private:
-  grpc::ClientContext context_;
-  v1::WatchInboundRequest request_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<v1::InboundEvent> events_;  // guarded by mu_
-  std::optional<grpc::Status> end_;      // guarded by mu_
-  std::thread thread_;
-};
-
 // ---- the fixture -----------------------------------------------------------------------------
 
-class InboundIntegrationTest : public ::testing::Test {
+class InboundIntegrationTest : public IntegrationTest {
  protected:
-  static void SetUpTestSuite() {
-    std::string error;
-    ehr_ = FhirServer::Start(&error);
-    if (ehr_ == nullptr) suite_error_ = "cannot start the FHIR test server: " + error;
-    records_ = std::make_unique<RecordFactory>(&error);
-    if (!error.empty()) suite_error_ += "cannot load the examples: " + error;
-  }
-
-  static void TearDownTestSuite() {
-    if (ehr_ != nullptr) ehr_->Stop();
-    ehr_.reset();
-    records_.reset();
-  }
-
-  void SetUp() override {
-    ASSERT_TRUE(suite_error_.empty()) << suite_error_;
-    ASSERT_TRUE(ehr_->Reset()) << ehr_->Log();
-    root_ = MakeTempDir("fhirgw-inbound-it-");
-    ASSERT_FALSE(root_.empty()) << "cannot create a temporary directory";
-  }
-
-  void TearDown() override {
-    gateways_.clear();  // kills gateways still running
-    if (HasFailure()) {
-      std::printf("kept the test's files (config, gateway logs, data) in %s\n", root_.c_str());
-    } else if (!root_.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(root_, ignored);
-    }
-  }
-
-  GatewaySettings Settings(const std::string& data = "data") const {
-    GatewaySettings settings;
-    settings.ehr_url = ehr_->base_url();
-    settings.data_dir = root_ + "/" + data;
-    return settings;
-  }
-
-  Gateway* StartGateway(const GatewaySettings& settings) {
-    std::string error;
-    std::unique_ptr<Gateway> gateway =
-        Gateway::Start(settings, root_ + "/gateway" + std::to_string(++starts_), &error);
-    if (gateway == nullptr) {
-      ADD_FAILURE() << error;
-      return nullptr;
-    }
-    gateways_.push_back(std::move(gateway));
-    return gateways_.back().get();
-  }
+  InboundIntegrationTest() : IntegrationTest("fhirgw-inbound-it-") {}
 
   // A clinic record of `clinic_id` for patient `patient_id` (MRN "MRN-<patient_id>" for the
   // medication statement and infusion examples).
@@ -434,14 +295,6 @@ class InboundIntegrationTest : public ::testing::Test {
     }
     return false;
   }
-
-  static inline std::unique_ptr<FhirServer> ehr_;
-  static inline std::unique_ptr<RecordFactory> records_;
-  static inline std::string suite_error_;
-
-  std::string root_;
-  int starts_ = 0;
-  std::vector<std::unique_ptr<Gateway>> gateways_;
 };
 
 // 1. POST /fhir/MedicationRequest for a patient clinic A pushed: 201 with a Location, and A's

@@ -1,8 +1,8 @@
 // Several `fhirgw serve` replicas on one PostgreSQL behave like one gateway (issue "Scale out: a
 // PostgreSQL store, several gateway replicas"). Real parts only: a PostgreSQL server the test
-// starts itself (tests/testing/pg_server.h, fsync on), the loopback FHIR R4 server (Node) as the EHR,
-// and three gateway processes, each with its own ports and data directory and the same
-// `store { postgres { dsn lease_ms } }`.
+// starts itself (tests/testing/pg_server.h, fsync on), the loopback FHIR R4 server (Node) as the
+// EHR, and three gateway processes, each with its own ports and data directory and the same `store
+// { postgres { dsn lease_ms } }`.
 //
 // 1. 300 records pushed concurrently to all three replicas; one replica is SIGKILLed mid-load
 //    (pushes it did not answer are resent to a survivor, as a clinic would). Then: every
@@ -64,62 +64,6 @@ std::string MedicationStatementJson(const std::string& value, const std::string&
          kMrnSystem + R"(","value":")" + mrn + R"("}},"effectiveDateTime":"2025-11"})";
 }
 
-// ClinicGateway.WatchInbound read on a thread of its own; destroying it cancels the call.
-class InboundStream {
- public:
-  InboundStream(Gateway& gateway, const std::string& clinic_id, const std::string& cursor) {
-    context_.set_deadline(std::chrono::system_clock::now() + 120s);
-    request_.set_clinic_id(clinic_id);
-    request_.set_cursor(cursor);
-    v1::ClinicGateway::Stub* stub = &gateway.stub();
-    thread_ = std::thread([this, stub] {
-      std::unique_ptr<grpc::ClientReader<v1::InboundEvent>> reader =
-          stub->WatchInbound(&context_, request_);
-      v1::InboundEvent event;
-      while (reader->Read(&event)) {
-        std::lock_guard<std::mutex> lock(mu_);
-        events_.push_back(event);
-        cv_.notify_all();
-      }
-      const grpc::Status status = reader->Finish();
-      std::lock_guard<std::mutex> lock(mu_);
-      ended_ = true;
-      end_message_ = status.error_message();
-      cv_.notify_all();
-    });
-  }
-  ~InboundStream() {
-    context_.TryCancel();
-    thread_.join();
-  }
-
-  // The next event within `timeout`; nullopt when none came.
-  std::optional<v1::InboundEvent> Next(milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [this] { return !events_.empty() || ended_; });
-    if (events_.empty()) return std::nullopt;
-    v1::InboundEvent event = std::move(events_.front());
-    events_.pop_front();
-    return event;
-  }
-
-  std::string State() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return std::to_string(events_.size()) + " unread event(s)" +
-           (ended_ ? "; ended: " + end_message_ : "; open");
-  }
-
- private:
-  grpc::ClientContext context_;
-  v1::WatchInboundRequest request_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<v1::InboundEvent> events_;  // guarded by mu_
-  bool ended_ = false;                   // guarded by mu_
-  std::string end_message_;              // guarded by mu_
-  std::thread thread_;
-};
-
 class ReplicasIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -143,13 +87,10 @@ class ReplicasIntegrationTest : public ::testing::Test {
   void TearDown() override {
     gateways_.clear();  // kills replicas still running
     if (ehr_ != nullptr) ehr_->Stop();
-    if (HasFailure()) {
-      std::printf("kept the test's files (configs, gateway logs) in %s\n", root_.c_str());
-      if (pg_ != nullptr) std::printf("PostgreSQL log:\n%s\n", pg_->Log().c_str());
-    } else if (!root_.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(root_, ignored);
+    if (HasFailure() && pg_ != nullptr) {
+      std::printf("PostgreSQL log:\n%s\n", pg_->Log().c_str());
     }
+    RemoveUnlessFailed(root_);
   }
 
   // Starts replica `n` (1-based) on the shared database.

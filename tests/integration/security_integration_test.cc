@@ -29,9 +29,9 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
+#include "tests/integration/harness.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/test_certs.h"
-#include "tests/integration/harness.h"
 
 namespace fhirgw::testing {
 namespace {
@@ -525,21 +525,7 @@ std::vector<std::pair<std::string, std::string>> AuthHeader(const Role& role) {
 }
 
 HttpAnswer HttpGetAs(MatrixEnv& env, const Role& role, const std::string& path) {
-  httplib::Client client("http://" + env.gateway->http_address());
-  client.set_connection_timeout(5, 0);
-  client.set_read_timeout(20, 0);
-  httplib::Headers headers;
-  for (const auto& [name, value] : AuthHeader(role)) headers.emplace(name, value);
-  httplib::Result result = client.Get(path.c_str(), headers);
-  HttpAnswer answer;
-  if (!result) {
-    answer.body = "HTTP request failed: " + httplib::to_string(result.error());
-    return answer;
-  }
-  answer.status = result->status;
-  answer.body = result->body;
-  for (const auto& [name, value] : result->headers) answer.headers.emplace_back(name, value);
-  return answer;
+  return HttpGet(env.gateway->http_address(), path, AuthHeader(role));
 }
 
 struct HttpRow {
@@ -720,6 +706,7 @@ class TlsTest : public ::testing::Test {
     }
     ASSERT_TRUE(records_error_.empty()) << records_error_;
   }
+  void TearDown() override { RemoveUnlessFailed(root_); }
 
   // security.tls for the files of SetUp, with the client CA when `mtls`.
   std::string TlsConfig(bool mtls) const {
@@ -910,6 +897,7 @@ class StartupPolicyTest : public ::testing::Test {
     root_ = MakeTempDir("fhirgw-startup-");
     ASSERT_FALSE(root_.empty());
   }
+  void TearDown() override { RemoveUnlessFailed(root_); }
 
   // Writes a config with a file destination plus `extra` and returns its path.
   std::string Config(const std::string& extra = "") const {

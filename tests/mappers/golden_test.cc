@@ -8,11 +8,8 @@
 //
 // FHIRGW_UPDATE_GOLDENS=1 rewrites the expected files; review the diff before committing.
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -21,11 +18,17 @@
 #include "mappers/record_json.h"
 #include "mappers/registry.h"
 #include "mappers/safety.h"
+#include "tests/testing/files.h"
+#include "tests/testing/param_names.h"
 
 namespace fhirgw::mappers {
 namespace {
 
 namespace fs = std::filesystem;
+using ::fhirgw::testing::ParamName;
+using ::fhirgw::testing::ReadFile;
+using ::fhirgw::testing::UpdateGoldens;
+using ::fhirgw::testing::WriteFile;
 
 struct GoldenCase {
   std::string name;  // kind/case, for the test name
@@ -37,23 +40,6 @@ struct GoldenCase {
 };
 
 fs::path SourceDir() { return fs::path(FHIRGW_SOURCE_DIR); }
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-void WriteFile(const fs::path& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-}
-
-bool UpdateGoldens() {
-  const char* update = std::getenv("FHIRGW_UPDATE_GOLDENS");
-  return update != nullptr && std::string(update) == "1";
-}
 
 std::string StripSuffix(std::string name, const std::string& suffix) {
   if (name.size() >= suffix.size() &&
@@ -123,7 +109,7 @@ std::string FormatAlerts(const std::vector<v1::Alert>& alerts) {
 void ExpectGolden(const fs::path& path, const std::string& actual) {
   if (UpdateGoldens()) {
     fs::create_directories(path.parent_path());
-    WriteFile(path, actual);
+    ASSERT_TRUE(WriteFile(path, actual)) << path;
     return;
   }
   ASSERT_TRUE(fs::exists(path)) << path << " is missing; run with FHIRGW_UPDATE_GOLDENS=1";
@@ -185,11 +171,7 @@ TEST_P(GoldenTest, MatchesGolden) {
 }
 
 std::string TestName(const ::testing::TestParamInfo<GoldenCase>& info) {
-  std::string name = info.param.name;
-  for (char& ch : name) {
-    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  }
-  return name;
+  return ParamName(info.param.name);
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest, ::testing::ValuesIn(Cases()), TestName);

@@ -1,13 +1,11 @@
-// The official FHIR R4 examples (../shared/fhir-r4-examples, read in place) through MapFromFhir:
+// The official FHIR R4 examples (the copy in tests/data/fhir-r4-examples) through MapFromFhir:
 // every MedicationStatement, MedicationRequest, MedicationAdministration, QuestionnaireResponse,
 // Observation, Encounter and Patient example either maps or fails with an error naming an element
 // path; never a crash, never nothing without an issue. Named examples check the content mapped.
-// The tests skip, saying so, when the folder is absent.
+// A missing folder fails the tests: the examples are part of the repository.
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,11 +13,15 @@
 #include "gtest/gtest.h"
 #include "mappers/record_json.h"
 #include "mappers/reverse.h"
+#include "tests/testing/files.h"
+#include "tests/testing/param_names.h"
 
 namespace fhirgw::mappers {
 namespace {
 
 namespace fs = std::filesystem;
+using ::fhirgw::testing::ParamName;
+using ::fhirgw::testing::ReadFile;
 using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
@@ -35,14 +37,7 @@ constexpr const char* kTypes[] = {"MedicationStatement",
                                   "Encounter",
                                   "Patient"};
 
-fs::path ExamplesDir() { return fs::path(FHIRGW_SOURCE_DIR "/../shared/fhir-r4-examples"); }
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+fs::path ExamplesDir() { return fs::path(FHIRGW_SOURCE_DIR "/tests/data/fhir-r4-examples"); }
 
 // "MedicationRequest-medrx0302" for MedicationRequest-medrx0302.json.
 std::vector<std::string> DiscoverExamples() {
@@ -77,15 +72,6 @@ Mapped MapJson(const std::string& json) {
   mapped.records = MapFromFhir(json, ReverseContext::ForTenant("lakeside-ketamine"), mapped.issues);
   return mapped;
 }
-
-#define SKIP_WITHOUT_EXAMPLES()                                                        \
-  do {                                                                                 \
-    std::error_code ec;                                                                \
-    if (!fs::is_directory(ExamplesDir(), ec)) {                                        \
-      GTEST_SKIP() << "the official R4 examples are not at " << ExamplesDir().string() \
-                   << " (they live in the shared folder beside the checkout)";         \
-    }                                                                                  \
-  } while (false)
 
 // Maps the example `name`; fails the test unless it gave exactly one record.
 const ReverseRecord* MapOne(const std::string& name, Mapped& mapped) {
@@ -134,16 +120,12 @@ TEST_P(OfficialExampleTest, MapsOrFailsWithAnElementPath) {
 
 INSTANTIATE_TEST_SUITE_P(R4, OfficialExampleTest, ::testing::ValuesIn(Examples()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string name = info.param;
-                           for (char& ch : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           }
-                           return name;
+                           return ParamName(info.param);
                          });
 
 // Guards against a suite that passes because no example was found.
 TEST(OfficialExamplesSanity, EveryTypeHasExamples) {
-  SKIP_WITHOUT_EXAMPLES();
+  ASSERT_TRUE(fs::is_directory(ExamplesDir())) << ExamplesDir() << " is missing";
   std::map<std::string, int> count;
   for (const std::string& name : Examples()) count[name.substr(0, name.find('-'))]++;
   for (const char* type : kTypes) EXPECT_GE(count[type], 1) << type;
@@ -160,7 +142,6 @@ TEST(OfficialExamplesSanity, EveryTypeHasExamples) {
 // ---- named examples, content checked ----
 
 TEST(OfficialExamples, MedicationRequestMedrx0302) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("MedicationRequest-medrx0302", mapped);
   ASSERT_NE(r, nullptr);
@@ -190,7 +171,6 @@ TEST(OfficialExamples, MedicationRequestMedrx0302) {
 }
 
 TEST(OfficialExamples, MedicationRequestMedrx0301Completed) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("MedicationRequest-medrx0301", mapped);
   ASSERT_NE(r, nullptr);
@@ -201,7 +181,6 @@ TEST(OfficialExamples, MedicationRequestMedrx0301Completed) {
 }
 
 TEST(OfficialExamples, MedicationRequestMedrx002UnresolvedMedicationKeepsDisplay) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("MedicationRequest-medrx002", mapped);
   ASSERT_NE(r, nullptr);
@@ -212,7 +191,6 @@ TEST(OfficialExamples, MedicationRequestMedrx002UnresolvedMedicationKeepsDisplay
 }
 
 TEST(OfficialExamples, PatientExample) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("Patient-example", mapped);
   ASSERT_NE(r, nullptr);
@@ -233,7 +211,6 @@ TEST(OfficialExamples, PatientExample) {
 }
 
 TEST(OfficialExamples, PatientPat3Deceased) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("Patient-pat3", mapped);
   ASSERT_NE(r, nullptr);
@@ -241,7 +218,6 @@ TEST(OfficialExamples, PatientPat3Deceased) {
 }
 
 TEST(OfficialExamples, EncounterExample) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("Encounter-example", mapped);
   ASSERT_NE(r, nullptr);
@@ -255,7 +231,6 @@ TEST(OfficialExamples, EncounterExample) {
 }
 
 TEST(OfficialExamples, EncounterF001) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("Encounter-f001", mapped);
   ASSERT_NE(r, nullptr);
@@ -268,7 +243,6 @@ TEST(OfficialExamples, EncounterF001) {
 }
 
 TEST(OfficialExamples, MedicationStatementExample001) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("MedicationStatement-example001", mapped);
   ASSERT_NE(r, nullptr);
@@ -289,7 +263,6 @@ TEST(OfficialExamples, MedicationStatementExample001) {
 }
 
 TEST(OfficialExamples, MedicationStatementExample005EnteredInError) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("MedicationStatement-example005", mapped);
   ASSERT_NE(r, nullptr);
@@ -299,7 +272,6 @@ TEST(OfficialExamples, MedicationStatementExample005EnteredInError) {
 }
 
 TEST(OfficialExamples, MedicationAdministrationMedadmin0301) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("MedicationAdministration-medadmin0301", mapped);
   ASSERT_NE(r, nullptr);
@@ -316,7 +288,6 @@ TEST(OfficialExamples, MedicationAdministrationMedadmin0301) {
 }
 
 TEST(OfficialExamples, MedicationAdministrationMedadmin0302RateRatio) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("MedicationAdministration-medadmin0302", mapped);
   ASSERT_NE(r, nullptr);
@@ -329,7 +300,6 @@ TEST(OfficialExamples, MedicationAdministrationMedadmin0302RateRatio) {
 }
 
 TEST(OfficialExamples, MedicationAdministrationMedadmin0303EnteredInErrorInGrams) {
-  SKIP_WITHOUT_EXAMPLES();
   Mapped mapped;
   const ReverseRecord* r = MapOne("MedicationAdministration-medadmin0303", mapped);
   ASSERT_NE(r, nullptr);
@@ -338,7 +308,6 @@ TEST(OfficialExamples, MedicationAdministrationMedadmin0303EnteredInErrorInGrams
 }
 
 TEST(OfficialExamples, QuestionnaireResponseF201IsNotAScreeningInstrument) {
-  SKIP_WITHOUT_EXAMPLES();
   const Mapped mapped = MapJson(ReadFile(ExamplesDir() / "QuestionnaireResponse-f201.json"));
   ASSERT_FALSE(mapped.records.ok());
   EXPECT_EQ(mapped.records.status().code(), absl::StatusCode::kInvalidArgument);
@@ -347,7 +316,6 @@ TEST(OfficialExamples, QuestionnaireResponseF201IsNotAScreeningInstrument) {
 }
 
 TEST(OfficialExamples, ObservationHeartRateIsAVitalSignOnItsOwn) {
-  SKIP_WITHOUT_EXAMPLES();
   const Mapped mapped = MapJson(ReadFile(ExamplesDir() / "Observation-heart-rate.json"));
   ASSERT_FALSE(mapped.records.ok());
   ASSERT_EQ(mapped.issues.size(), 1u);
@@ -356,7 +324,6 @@ TEST(OfficialExamples, ObservationHeartRateIsAVitalSignOnItsOwn) {
 }
 
 TEST(OfficialExamples, ObservationGlasgowIsNotSupported) {
-  SKIP_WITHOUT_EXAMPLES();
   const Mapped mapped = MapJson(ReadFile(ExamplesDir() / "Observation-glasgow.json"));
   ASSERT_FALSE(mapped.records.ok());
   EXPECT_THAT(std::string(mapped.records.status().message()),
@@ -368,7 +335,6 @@ TEST(OfficialExamples, ObservationGlasgowIsNotSupported) {
 // of a MedicationRequest is then in the input), and a Patient that others name is no record of
 // its own.
 TEST(OfficialExamples, CollectionBundleResolvesReferencesBetweenExamples) {
-  SKIP_WITHOUT_EXAMPLES();
   std::string bundle = R"({"resourceType":"Bundle","type":"collection","entry":[)";
   bool first = true;
   for (const char* name : {"Patient-pat1", "MedicationRequest-medrx0302",

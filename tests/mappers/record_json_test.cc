@@ -2,9 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,6 +12,7 @@
 #include "rapidjson/document.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
+#include "tests/testing/files.h"
 
 namespace fhirgw::mappers {
 namespace {
@@ -87,13 +86,7 @@ TEST(RecordToJsonTest, RoundTrips) {
 // parser for anything else; both must give the same message, or the same error, for every input.
 
 namespace fs = std::filesystem;
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+using ::fhirgw::testing::ReadFile;
 
 std::string Compact(const std::string& json) {
   rapidjson::Document doc;

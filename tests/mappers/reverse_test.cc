@@ -8,10 +8,8 @@
 // FHIRGW_UPDATE_GOLDENS=1 rewrites the expectations, review the diff.
 #include "mappers/reverse.h"
 
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -23,11 +21,17 @@
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "mappers/record_json.h"
+#include "tests/testing/files.h"
+#include "tests/testing/param_names.h"
 
 namespace fhirgw::mappers {
 namespace {
 
 namespace fs = std::filesystem;
+using ::fhirgw::testing::ParamName;
+using ::fhirgw::testing::ReadFile;
+using ::fhirgw::testing::UpdateGoldens;
+using ::fhirgw::testing::WriteFile;
 using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
@@ -648,11 +652,8 @@ TEST(ReverseMalformedTest, BundleProblems) {
 // Every prefix of a real Bundle, and every one-byte corruption of a stretch of it, either maps or
 // fails with an issue: never a crash, never nothing silently.
 TEST(ReverseMalformedTest, TruncationsAndCorruptionsOfARealBundle) {
-  std::ifstream in(fs::path(FHIRGW_SOURCE_DIR) /
-                   "tests/golden/reverse/hospital-infusion.fhir.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string json = text.str();
+  const std::string json =
+      ReadFile(fs::path(FHIRGW_SOURCE_DIR) / "tests/golden/reverse/hospital-infusion.fhir.json");
   ASSERT_GT(json.size(), 1000u);
   for (size_t length = 0; length < json.size(); length += 13) {
     const Result r = Map(json.substr(0, length));
@@ -1016,18 +1017,6 @@ std::vector<ReverseGolden> DiscoverReverseGoldens() {
   return cases;
 }
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-bool UpdateGoldens() {
-  const char* update = std::getenv("FHIRGW_UPDATE_GOLDENS");
-  return update != nullptr && std::string(update) == "1";
-}
-
 void PrintTo(const ReverseGolden& c, std::ostream* os) { *os << c.name; }
 
 class ReverseGoldenTest : public ::testing::TestWithParam<ReverseGolden> {};
@@ -1041,8 +1030,8 @@ TEST_P(ReverseGoldenTest, MapsToTheExpectedRecords) {
   const fs::path records_path = c.input.parent_path() / (c.name + ".records.ndjson");
   const fs::path issues_path = c.input.parent_path() / (c.name + ".issues.txt");
   if (UpdateGoldens()) {
-    std::ofstream(records_path, std::ios::binary | std::ios::trunc) << records;
-    std::ofstream(issues_path, std::ios::binary | std::ios::trunc) << r.Issues();
+    ASSERT_TRUE(WriteFile(records_path, records)) << records_path;
+    ASSERT_TRUE(WriteFile(issues_path, r.Issues())) << issues_path;
     return;
   }
   ASSERT_TRUE(fs::exists(records_path)) << records_path << ": run with FHIRGW_UPDATE_GOLDENS=1";
@@ -1063,11 +1052,7 @@ TEST_P(ReverseGoldenTest, MapsToTheExpectedRecords) {
 
 INSTANTIATE_TEST_SUITE_P(Hospital, ReverseGoldenTest, ::testing::ValuesIn(DiscoverReverseGoldens()),
                          [](const ::testing::TestParamInfo<ReverseGolden>& info) {
-                           std::string name = info.param.name;
-                           for (char& ch : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           }
-                           return name;
+                           return ParamName(info.param.name);
                          });
 
 TEST(ReverseGoldenSanity, HospitalCasesArePresent) {

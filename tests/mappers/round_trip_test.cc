@@ -5,10 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
-#include <sstream>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -19,24 +18,21 @@
 #include "mappers/registry.h"
 #include "mappers/reverse.h"
 #include "mappers/safety.h"
+#include "tests/testing/files.h"
+#include "tests/testing/param_names.h"
 
 namespace fhirgw::mappers {
 namespace {
 
 namespace fs = std::filesystem;
+using ::fhirgw::testing::ParamName;
+using ::fhirgw::testing::ReadFile;
 
 struct RoundTripCase {
   std::string name;  // kind/case
   std::string kind;  // infusion, medication_statement, questionnaire, encounter, examples
   fs::path record;
 };
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 std::vector<RoundTripCase> DiscoverCases() {
   std::vector<RoundTripCase> cases;
@@ -206,11 +202,7 @@ TEST_P(RoundTripTest, RecordToFhirToRecordGivesTheRecordBack) {
 }
 
 std::string TestName(const ::testing::TestParamInfo<RoundTripCase>& info) {
-  std::string name = info.param.name;
-  for (char& ch : name) {
-    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  }
-  return name;
+  return ParamName(info.param.name);
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, RoundTripTest, ::testing::ValuesIn(Cases()), TestName);

@@ -9,7 +9,6 @@
 #include <openssl/x509v3.h>
 
 #include <cstdio>
-#include <fstream>
 
 namespace fhirgw::testing {
 namespace {
@@ -140,12 +139,6 @@ KeyPair TestCa::Issue(const std::string& common_name, CertUse use,
     return {};
   }
   return KeyPair{ToPem(cert.get()), ToPem(key.get())};
-}
-
-bool WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  return static_cast<bool>(out);
 }
 
 std::string Sha256Hex(const std::string& text) {

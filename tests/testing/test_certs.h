@@ -5,7 +5,7 @@
 //   std::unique_ptr<TestCa> ca = TestCa::Create("fhirgw test CA", &error);
 //   KeyPair server = ca->Issue("localhost", CertUse::kServer, {"localhost"}, {"127.0.0.1"});
 //   KeyPair client = ca->Issue("lakeside-emr", CertUse::kClient);
-//   WriteFile(dir + "/ca.pem", ca->cert_pem());
+//   WriteFile(dir + "/ca.pem", ca->cert_pem());  // files.h
 #ifndef FHIRGW_TESTS_TESTING_TEST_CERTS_H_
 #define FHIRGW_TESTS_TESTING_TEST_CERTS_H_
 
@@ -50,9 +50,6 @@ class TestCa {
   std::string error_;
   long serial_ = 1;
 };
-
-// Writes `content` to `path`; false on failure.
-bool WriteFile(const std::string& path, const std::string& content);
 
 // The SHA-256 of `text` as 64 lower-case hex digits (what `sha256sum` prints).
 std::string Sha256Hex(const std::string& text);

@@ -11,9 +11,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "gateway/cli/client_channel.h"
 #include "tools/bench/load_generator.h"
 
-ABSL_FLAG(std::string, target, "", "load: the gateway's (or baseline server's) gRPC HOST:PORT");
+// --target, --token and --timeout_ms are the client flags every fhirgw client shares
+// (gateway/cli/client_channel.cc).
+
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "server: gRPC address HOST:PORT");
 ABSL_FLAG(std::string, mode, "open",
           "load: 'open' (sends scheduled at --rate) or 'closed' (--concurrency outstanding)");
@@ -24,12 +27,10 @@ ABSL_FLAG(double, warmup_s, 1, "load: seconds sent before the measurement");
 ABSL_FLAG(int64_t, count, 0, "load: send exactly this many records, then stop (0: by duration)");
 ABSL_FLAG(std::string, mix, "realistic",
           "load: record mix: realistic, infusion, questionnaire, medication_statement, encounter");
-ABSL_FLAG(std::string, token, "", "load: bearer token (default: $FHIRGW_TOKEN)");
 ABSL_FLAG(std::string, examples_dir, "examples", "load: the folder of example records");
 ABSL_FLAG(int, threads, 1, "load: driver threads, each with its own connection");
 ABSL_FLAG(std::string, run_id, "", "load: record id prefix (default: from the clock)");
 ABSL_FLAG(int, patients, 1000, "load: distinct patients the records are spread over");
-ABSL_FLAG(int, timeout_ms, 30000, "load: deadline of each push, in milliseconds");
 
 namespace {
 
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
   const std::string command = positional[1];
   if (command == "load") {
     fhirgw::bench::BenchFlags flags;
-    flags.target = absl::GetFlag(FLAGS_target);
+    flags.target = fhirgw::gateway::TargetFlag();
     flags.mode = absl::GetFlag(FLAGS_mode);
     flags.rate = absl::GetFlag(FLAGS_rate);
     flags.concurrency = absl::GetFlag(FLAGS_concurrency);
@@ -59,12 +60,12 @@ int main(int argc, char** argv) {
     flags.warmup_s = absl::GetFlag(FLAGS_warmup_s);
     flags.count = absl::GetFlag(FLAGS_count);
     flags.mix = absl::GetFlag(FLAGS_mix);
-    flags.token = absl::GetFlag(FLAGS_token);
+    flags.token = fhirgw::gateway::TokenFlag();
     flags.examples_dir = absl::GetFlag(FLAGS_examples_dir);
     flags.threads = absl::GetFlag(FLAGS_threads);
     flags.run_id = absl::GetFlag(FLAGS_run_id);
     flags.patients = absl::GetFlag(FLAGS_patients);
-    flags.timeout_ms = absl::GetFlag(FLAGS_timeout_ms);
+    flags.timeout_ms = fhirgw::gateway::TimeoutMsFlag();
     return fhirgw::bench::RunBench(flags, stdout, stderr);
   }
   if (command == "server") {

@@ -5,8 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -20,14 +18,20 @@
 #include "rapidjson/prettywriter.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
+#include "tests/testing/fhirgw_cli.h"
+#include "tests/testing/files.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
-using ::fhirgw::testing::RunSubprocess;
-using ::fhirgw::testing::SubprocessOptions;
+using ::fhirgw::testing::ReadFile;
+using ::fhirgw::testing::RunFhirgw;
+using ::fhirgw::testing::SourcePath;
 using ::fhirgw::testing::SubprocessResult;
+using ::fhirgw::testing::TempDir;
+using ::fhirgw::testing::WriteFile;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::EndsWith;
@@ -45,46 +49,18 @@ constexpr char kPhq9Item9Positive[] = "examples/phq9-item9-positive.json";
 
 constexpr int kParseFlags = rapidjson::kParseFullPrecisionFlag;
 
-std::string SourcePath(std::string_view relative) {
-  return std::string(FHIRGW_SOURCE_DIR) + "/" + std::string(relative);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  EXPECT_TRUE(file.good()) << "cannot read " << path;
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
-// A file under the test's temporary directory, removed at the end of the test.
+// A file `name` holding `content` in a fresh temporary directory, removed at the end of the test.
 class TempFile {
  public:
-  TempFile(std::string_view name, std::string_view content)
-      : path_(::testing::TempDir() + "fhirgw-translate-" + std::to_string(::getpid()) + "-" +
-              std::string(name)) {
-    std::ofstream file(path_, std::ios::binary | std::ios::trunc);
-    file << content;
-    EXPECT_TRUE(file.good()) << "cannot write " << path_;
+  TempFile(const std::string& name, std::string_view content) : path_(dir_.File(name)) {
+    EXPECT_TRUE(WriteFile(path_, content)) << "cannot write " << path_;
   }
-  ~TempFile() { std::remove(path_.c_str()); }
   const std::string& path() const { return path_; }
 
  private:
+  TempDir dir_{"fhirgw-translate"};
   std::string path_;
 };
-
-// Runs `fhirgw ARGS...` in the source directory (so paths like examples/x.json work wherever the
-// test binary is started from).
-SubprocessResult Fhirgw(std::vector<std::string> args,
-                        std::optional<std::string> stdin_data = std::nullopt) {
-  SubprocessOptions options;
-  options.argv = {FHIRGW_BINARY};
-  options.argv.insert(options.argv.end(), args.begin(), args.end());
-  options.stdin_data = std::move(stdin_data);
-  options.working_dir = FHIRGW_SOURCE_DIR;
-  return RunSubprocess(options);
-}
 
 ::testing::AssertionResult ParseJson(const std::string& text, rapidjson::Document& doc) {
   doc.Parse<kParseFlags>(text.data(), text.size());
@@ -193,7 +169,7 @@ void ExpectCompactBundleLines(const std::string& out, size_t count) {
 // ---- one record ----
 
 TEST(TranslateCliTest, InfusionExampleGivesOnePrettyTransactionBundle) {
-  const SubprocessResult r = Fhirgw({"translate", kInfusion});
+  const SubprocessResult r = RunFhirgw({"translate", kInfusion});
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   EXPECT_EQ(r.err, "");
 
@@ -221,8 +197,8 @@ TEST(TranslateCliTest, InfusionExampleGivesOnePrettyTransactionBundle) {
 }
 
 TEST(TranslateCliTest, OutputIsDeterministic) {
-  const SubprocessResult first = Fhirgw({"translate", kInfusion});
-  const SubprocessResult second = Fhirgw({"translate", kInfusion});
+  const SubprocessResult first = RunFhirgw({"translate", kInfusion});
+  const SubprocessResult second = RunFhirgw({"translate", kInfusion});
   ASSERT_TRUE(first.ExitedWith(0)) << first.Describe();
   ASSERT_TRUE(second.ExitedWith(0)) << second.Describe();
   EXPECT_THAT(first.out, Not(IsEmpty()));
@@ -230,8 +206,8 @@ TEST(TranslateCliTest, OutputIsDeterministic) {
 }
 
 TEST(TranslateCliTest, CompactFlagGivesTheSameBundleOnOneLine) {
-  const SubprocessResult pretty = Fhirgw({"translate", kInfusion});
-  const SubprocessResult compact = Fhirgw({"translate", "--compact", kInfusion});
+  const SubprocessResult pretty = RunFhirgw({"translate", kInfusion});
+  const SubprocessResult compact = RunFhirgw({"translate", "--compact", kInfusion});
   ASSERT_TRUE(pretty.ExitedWith(0)) << pretty.Describe();
   ASSERT_TRUE(compact.ExitedWith(0)) << compact.Describe();
   EXPECT_EQ(compact.err, "");
@@ -245,14 +221,15 @@ TEST(TranslateCliTest, CompactFlagGivesTheSameBundleOnOneLine) {
   EXPECT_EQ(compact.out, CompactJson(from_compact) + "\n");
 
   // The flag may also follow the path.
-  const SubprocessResult flag_last = Fhirgw({"translate", kInfusion, "--compact"});
+  const SubprocessResult flag_last = RunFhirgw({"translate", kInfusion, "--compact"});
   EXPECT_TRUE(flag_last.ExitedWith(0)) << flag_last.Describe();
   EXPECT_EQ(flag_last.out, compact.out);
 }
 
 TEST(TranslateCliTest, StdinDashGivesTheSameOutputAsTheFile) {
-  const SubprocessResult from_file = Fhirgw({"translate", kInfusion});
-  const SubprocessResult from_stdin = Fhirgw({"translate", "-"}, ReadFile(SourcePath(kInfusion)));
+  const SubprocessResult from_file = RunFhirgw({"translate", kInfusion});
+  const SubprocessResult from_stdin =
+      RunFhirgw({"translate", "-"}, ReadFile(SourcePath(kInfusion)));
   ASSERT_TRUE(from_file.ExitedWith(0)) << from_file.Describe();
   ASSERT_TRUE(from_stdin.ExitedWith(0)) << from_stdin.Describe();
   EXPECT_THAT(from_stdin.out, Not(IsEmpty()));
@@ -262,9 +239,9 @@ TEST(TranslateCliTest, StdinDashGivesTheSameOutputAsTheFile) {
 
 TEST(TranslateCliTest, ReformattedRecordGivesTheSameBundle) {
   // The same record written with other whitespace (RapidJSON's pretty form) maps identically.
-  const SubprocessResult original = Fhirgw({"translate", kInfusion});
+  const SubprocessResult original = RunFhirgw({"translate", kInfusion});
   const SubprocessResult reformatted =
-      Fhirgw({"translate", "-"}, PrettyJson(LoadExample(kInfusion)));
+      RunFhirgw({"translate", "-"}, PrettyJson(LoadExample(kInfusion)));
   ASSERT_TRUE(original.ExitedWith(0)) << original.Describe();
   ASSERT_TRUE(reformatted.ExitedWith(0)) << reformatted.Describe();
   rapidjson::Document bundle;
@@ -277,8 +254,8 @@ TEST(TranslateCliTest, OneLineRecordGivesOneBundle) {
   // A record written compactly on one line: one Bundle with the same content. (The header calls
   // this both "one JSON record (pretty or compact) -> pretty" and "NDJSON -> compact"; the layout
   // is therefore not asserted here.)
-  const SubprocessResult pretty = Fhirgw({"translate", kInfusion});
-  const SubprocessResult one_line = Fhirgw({"translate", "-"}, CompactExample(kInfusion) + "\n");
+  const SubprocessResult pretty = RunFhirgw({"translate", kInfusion});
+  const SubprocessResult one_line = RunFhirgw({"translate", "-"}, CompactExample(kInfusion) + "\n");
   ASSERT_TRUE(pretty.ExitedWith(0)) << pretty.Describe();
   ASSERT_TRUE(one_line.ExitedWith(0)) << one_line.Describe();
   EXPECT_EQ(one_line.err, "");
@@ -289,7 +266,7 @@ TEST(TranslateCliTest, OneLineRecordGivesOneBundle) {
 }
 
 TEST(TranslateCliTest, Phq9Item9PositiveAlertsAndAddsAFlag) {
-  const SubprocessResult r = Fhirgw({"translate", kPhq9Item9Positive});
+  const SubprocessResult r = RunFhirgw({"translate", kPhq9Item9Positive});
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   EXPECT_THAT(Lines(r.err), ElementsAre(StartsWith("alert: SUICIDAL_IDEATION: "))) << r.err;
 
@@ -303,7 +280,7 @@ TEST(TranslateCliTest, Phq9Item9PositiveAlertsAndAddsAFlag) {
 }
 
 TEST(TranslateCliTest, SevereAdverseEventAlerts) {
-  const SubprocessResult r = Fhirgw({"translate", kStoppedInfusion});
+  const SubprocessResult r = RunFhirgw({"translate", kStoppedInfusion});
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   // BP 181/106 is beyond the safe infusion limit (systolic at least 180).
   EXPECT_THAT(Lines(r.err), ElementsAre(StartsWith("alert: UNSAFE_VITAL_SIGNS: "),
@@ -316,7 +293,7 @@ TEST(TranslateCliTest, SevereAdverseEventAlerts) {
 }
 
 TEST(TranslateCliTest, QuestionnaireWithoutAlertPrintsNothingOnStderr) {
-  const SubprocessResult r = Fhirgw({"translate", kGad7});
+  const SubprocessResult r = RunFhirgw({"translate", kGad7});
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   EXPECT_EQ(r.err, "");
   rapidjson::Document bundle;
@@ -326,8 +303,9 @@ TEST(TranslateCliTest, QuestionnaireWithoutAlertPrintsNothingOnStderr) {
 }
 
 TEST(TranslateCliTest, ItemObservationsFlagAddsOneObservationPerAnswer) {
-  const SubprocessResult plain = Fhirgw({"translate", kPhq9Item9Positive});
-  const SubprocessResult items = Fhirgw({"translate", "--item_observations", kPhq9Item9Positive});
+  const SubprocessResult plain = RunFhirgw({"translate", kPhq9Item9Positive});
+  const SubprocessResult items =
+      RunFhirgw({"translate", "--item_observations", kPhq9Item9Positive});
   ASSERT_TRUE(plain.ExitedWith(0)) << plain.Describe();
   ASSERT_TRUE(items.ExitedWith(0)) << items.Describe();
   rapidjson::Document plain_bundle, items_bundle;
@@ -352,7 +330,7 @@ TEST(TranslateCliTest, ItemObservationsFlagAddsOneObservationPerAnswer) {
 TEST(TranslateCliTest, NdjsonGivesOneCompactBundleALine) {
   const std::string input = CompactExample(kInfusion) + "\n" + CompactExample(kEncounter) + "\n" +
                             CompactExample(kGad7) + "\n";
-  const SubprocessResult r = Fhirgw({"translate", "-"}, input);
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   EXPECT_EQ(r.err, "");
   ExpectCompactBundleLines(r.out, 3);
@@ -362,7 +340,7 @@ TEST(TranslateCliTest, NdjsonInvalidLineIsReportedAndTheOthersTranslated) {
   const std::string input = CompactExample(kInfusion) + "\n" + CompactStoppedInfusionWithBadSpo2() +
                             "\n" + CompactExample(kGad7) + "\n";
   const TempFile file("bad-line-2.ndjson", input);
-  const SubprocessResult r = Fhirgw({"translate", file.path()});
+  const SubprocessResult r = RunFhirgw({"translate", file.path()});
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_THAT(Lines(r.err),
               ElementsAre(
@@ -377,7 +355,7 @@ TEST(TranslateCliTest, NdjsonInvalidLineIsReportedAndTheOthersTranslated) {
   // same record.
   const std::vector<std::string> lines = Lines(r.out);
   ASSERT_THAT(lines, SizeIs(2));
-  const SubprocessResult single = Fhirgw({"translate", "--compact", kInfusion});
+  const SubprocessResult single = RunFhirgw({"translate", "--compact", kInfusion});
   ASSERT_TRUE(single.ExitedWith(0)) << single.Describe();
   EXPECT_EQ(lines[0] + "\n", single.out);
   rapidjson::Document third;
@@ -390,7 +368,7 @@ TEST(TranslateCliTest, NdjsonBlankLineIsSkippedButCounted) {
   const std::string input = CompactExample(kInfusion) + "\n\n" +
                             CompactStoppedInfusionWithBadSpo2() + "\n" + CompactExample(kGad7) +
                             "\n";
-  const SubprocessResult r = Fhirgw({"translate", "-"}, input);
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_THAT(Lines(r.err),
               ElementsAre(
@@ -406,7 +384,7 @@ TEST(TranslateCliTest, NdjsonLeadingAndWhitespaceOnlyLinesAreCounted) {
   const std::string input = "\n" + CompactExample(kInfusion) + "\n \t \n" +
                             CompactStoppedInfusionWithBadSpo2() + "\n" + CompactExample(kGad7) +
                             "\n\n";
-  const SubprocessResult r = Fhirgw({"translate", "-"}, input);
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_THAT(Lines(r.err),
               ElementsAre(
@@ -421,7 +399,7 @@ TEST(TranslateCliTest, NdjsonLeadingAndWhitespaceOnlyLinesAreCounted) {
 TEST(TranslateCliTest, NdjsonWithCrLfLineEndsAndNoFinalNewline) {
   const std::string input = CompactExample(kInfusion) + "\r\n" +
                             CompactStoppedInfusionWithBadSpo2() + "\r\n" + CompactExample(kGad7);
-  const SubprocessResult r = Fhirgw({"translate", "-"}, input);
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_THAT(Lines(r.err),
               ElementsAre(
@@ -436,7 +414,7 @@ TEST(TranslateCliTest, NdjsonWithCrLfLineEndsAndNoFinalNewline) {
 TEST(TranslateCliTest, NdjsonMalformedLineIsReportedWithItsNumber) {
   const std::string input =
       CompactExample(kInfusion) + "\n{\"recordId\": \"inf-1\",\n" + CompactExample(kGad7) + "\n";
-  const SubprocessResult r = Fhirgw({"translate", "-"}, input);
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_THAT(Lines(r.err), ElementsAre(StartsWith("line 2: record: invalid JSON"),
                                         "fhirgw translate: 1 of 3 records failed"))
@@ -446,7 +424,7 @@ TEST(TranslateCliTest, NdjsonMalformedLineIsReportedWithItsNumber) {
 
 TEST(TranslateCliTest, NdjsonAllLinesInvalid) {
   const std::string bad = CompactStoppedInfusionWithBadSpo2();
-  const SubprocessResult r = Fhirgw({"translate", "-"}, bad + "\n" + bad + "\n");
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, bad + "\n" + bad + "\n");
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(Lines(r.err),
@@ -464,7 +442,7 @@ TEST(TranslateCliTest, NdjsonAllLinesInvalid) {
 TEST(TranslateCliTest, NdjsonAlertsNameTheirLine) {
   const std::string input =
       CompactExample(kGad7) + "\n" + CompactExample(kPhq9Item9Positive) + "\n";
-  const SubprocessResult r = Fhirgw({"translate", "-"}, input);
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   EXPECT_THAT(Lines(r.err), ElementsAre(StartsWith("line 2: alert: SUICIDAL_IDEATION: "))) << r.err;
   ExpectCompactBundleLines(r.out, 2);
@@ -480,7 +458,7 @@ TEST(TranslateCliTest, ManyNdjsonRecordsStreamThrough) {
   constexpr int kRecords = 300;
   std::string input;
   for (int i = 0; i < kRecords; ++i) input += CompactExample(i % 2 == 0 ? kInfusion : kGad7) + "\n";
-  const SubprocessResult r = Fhirgw({"translate", "-"}, input);
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   EXPECT_EQ(r.err, "");
   const std::vector<std::string> lines = Lines(r.out);
@@ -501,7 +479,7 @@ TEST(TranslateCliTest, InvalidRecordListsEveryIssueAndPrintsNoBundle) {
   vitals[2].AddMember("respiratoryRate", 2, record.GetAllocator());
   const TempFile file("invalid.json", PrettyJson(record));
 
-  const SubprocessResult r = Fhirgw({"translate", file.path()});
+  const SubprocessResult r = RunFhirgw({"translate", file.path()});
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_EQ(r.out, "");
   // The alerts of the rejected record, then one "path: message" line per issue; no "line N: "
@@ -517,12 +495,12 @@ TEST(TranslateCliTest, InvalidRecordListsEveryIssueAndPrintsNoBundle) {
 
 TEST(TranslateCliTest, MalformedJsonIsReported) {
   const std::string truncated = ReadFile(SourcePath(kInfusion)).substr(0, 200);
-  const SubprocessResult r = Fhirgw({"translate", "-"}, truncated);
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, truncated);
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(Lines(r.err), ElementsAre(StartsWith("record: invalid JSON"))) << r.err;
 
-  const SubprocessResult not_json = Fhirgw({"translate", "-"}, "hello\n");
+  const SubprocessResult not_json = RunFhirgw({"translate", "-"}, "hello\n");
   EXPECT_TRUE(not_json.ExitedWith(2)) << not_json.Describe();
   EXPECT_EQ(not_json.out, "");
   EXPECT_THAT(not_json.err, StartsWith("record: invalid JSON")) << not_json.err;
@@ -531,14 +509,14 @@ TEST(TranslateCliTest, MalformedJsonIsReported) {
 TEST(TranslateCliTest, UnknownFieldIsNamedByItsPath) {
   rapidjson::Document record = LoadExample(kInfusion);
   record["infusion"]["vitals"][0].AddMember("spo2", 98, record.GetAllocator());
-  const SubprocessResult r = Fhirgw({"translate", "-"}, PrettyJson(record));
+  const SubprocessResult r = RunFhirgw({"translate", "-"}, PrettyJson(record));
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "infusion.vitals[0].spo2: unknown field\n");
 
   rapidjson::Document top_level = LoadExample(kGad7);
   top_level.AddMember("recordID", "x", top_level.GetAllocator());
-  const SubprocessResult top = Fhirgw({"translate", "-"}, PrettyJson(top_level));
+  const SubprocessResult top = RunFhirgw({"translate", "-"}, PrettyJson(top_level));
   EXPECT_TRUE(top.ExitedWith(2)) << top.Describe();
   EXPECT_EQ(top.out, "");
   EXPECT_EQ(top.err, "recordID: unknown field\n");
@@ -547,7 +525,7 @@ TEST(TranslateCliTest, UnknownFieldIsNamedByItsPath) {
 TEST(TranslateCliTest, MissingFileIsUnreadableInput) {
   const std::string path =
       ::testing::TempDir() + "fhirgw-no-such-dir-" + std::to_string(::getpid()) + "/record.json";
-  const SubprocessResult r = Fhirgw({"translate", path});
+  const SubprocessResult r = RunFhirgw({"translate", path});
   EXPECT_TRUE(r.ExitedWith(1)) << r.Describe();
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(r.err, HasSubstr(path));
@@ -555,7 +533,7 @@ TEST(TranslateCliTest, MissingFileIsUnreadableInput) {
 
 TEST(TranslateCliTest, DirectoryIsUnreadableInput) {
   // "Exit status ... 1 unreadable input": a directory cannot be read as records.
-  const SubprocessResult r = Fhirgw({"translate", "examples"});
+  const SubprocessResult r = RunFhirgw({"translate", "examples"});
   EXPECT_TRUE(r.ExitedWith(1)) << r.Describe();
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(r.err, HasSubstr("examples"));
@@ -563,45 +541,30 @@ TEST(TranslateCliTest, DirectoryIsUnreadableInput) {
 
 TEST(TranslateCliTest, EmptyInputHoldsNoRecord) {
   // RunTranslate counts an input without a record as one failed record: exit 2.
-  const SubprocessResult empty_stdin = Fhirgw({"translate", "-"}, "");
+  const SubprocessResult empty_stdin = RunFhirgw({"translate", "-"}, "");
   EXPECT_TRUE(empty_stdin.ExitedWith(2)) << empty_stdin.Describe();
   EXPECT_EQ(empty_stdin.out, "");
   EXPECT_EQ(empty_stdin.err, "fhirgw translate: - holds no record\n");
 
-  const SubprocessResult blank_stdin = Fhirgw({"translate", "-"}, "\n  \n\t\n");
+  const SubprocessResult blank_stdin = RunFhirgw({"translate", "-"}, "\n  \n\t\n");
   EXPECT_TRUE(blank_stdin.ExitedWith(2)) << blank_stdin.Describe();
   EXPECT_EQ(blank_stdin.out, "");
   EXPECT_EQ(blank_stdin.err, "fhirgw translate: - holds no record\n");
 
   const TempFile file("empty.json", "");
-  const SubprocessResult empty_file = Fhirgw({"translate", file.path()});
+  const SubprocessResult empty_file = RunFhirgw({"translate", file.path()});
   EXPECT_TRUE(empty_file.ExitedWith(2)) << empty_file.Describe();
   EXPECT_EQ(empty_file.out, "");
   EXPECT_EQ(empty_file.err, "fhirgw translate: " + file.path() + " holds no record\n");
 }
 
-// ---- usage ----
-
-TEST(TranslateCliTest, NoArgumentsPrintsUsage) {
-  const SubprocessResult r = Fhirgw({});
-  EXPECT_TRUE(r.ExitedWith(1)) << r.Describe();
-  EXPECT_EQ(r.out, "");
-  EXPECT_THAT(r.err, AllOf(HasSubstr("usage: fhirgw COMMAND"), HasSubstr("translate FILE|-")));
-}
-
-TEST(TranslateCliTest, UnknownCommandPrintsUsage) {
-  const SubprocessResult r = Fhirgw({"frobnicate", kInfusion});
-  EXPECT_TRUE(r.ExitedWith(1)) << r.Describe();
-  EXPECT_EQ(r.out, "");
-  EXPECT_THAT(r.err, AllOf(StartsWith("fhirgw: unknown command 'frobnicate'"),
-                           HasSubstr("usage: fhirgw COMMAND")));
-}
+// ---- usage (the commands in general: cli_test.cc) ----
 
 TEST(TranslateCliTest, TranslateNeedsExactlyOnePath) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"translate"},
         std::vector<std::string>{"translate", kInfusion, kGad7}}) {
-    const SubprocessResult r = Fhirgw(args);
+    const SubprocessResult r = RunFhirgw(args);
     EXPECT_TRUE(r.ExitedWith(1)) << r.Describe();
     EXPECT_EQ(r.out, "");
     EXPECT_EQ(r.err, "usage: fhirgw translate FILE|-\n");
@@ -609,7 +572,7 @@ TEST(TranslateCliTest, TranslateNeedsExactlyOnePath) {
 }
 
 TEST(TranslateCliTest, UnknownFlagIsAUsageError) {
-  const SubprocessResult r = Fhirgw({"translate", "--no_such_flag", kInfusion});
+  const SubprocessResult r = RunFhirgw({"translate", "--no_such_flag", kInfusion});
   EXPECT_TRUE(r.ExitedWith(1)) << r.Describe();
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(r.err, HasSubstr("no_such_flag"));
@@ -635,7 +598,7 @@ std::vector<rapidjson::Document> RecordLines(const std::string& out) {
 }
 
 TEST(TranslateReverseCliTest, BundleGivesOneRecordALineAndIssuesWithPaths) {
-  const SubprocessResult r = Fhirgw({"translate", "--reverse", kHospitalMedicationList});
+  const SubprocessResult r = RunFhirgw({"translate", "--reverse", kHospitalMedicationList});
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   const std::vector<rapidjson::Document> records = RecordLines(r.out);
   ASSERT_THAT(records, SizeIs(3));
@@ -652,9 +615,9 @@ TEST(TranslateReverseCliTest, BundleGivesOneRecordALineAndIssuesWithPaths) {
 }
 
 TEST(TranslateReverseCliTest, ForwardOutputComesBackAsTheRecord) {
-  const SubprocessResult forward = Fhirgw({"translate", kInfusion});
+  const SubprocessResult forward = RunFhirgw({"translate", kInfusion});
   ASSERT_TRUE(forward.ExitedWith(0)) << forward.Describe();
-  const SubprocessResult r = Fhirgw({"translate", "--reverse", "-"}, forward.out);
+  const SubprocessResult r = RunFhirgw({"translate", "--reverse", "-"}, forward.out);
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   EXPECT_EQ(r.err, "");
   const std::vector<rapidjson::Document> records = RecordLines(r.out);
@@ -679,7 +642,7 @@ TEST(TranslateReverseCliTest, NdjsonProblemsArePrefixedWithTheirLine) {
       R"("effectiveDateTime":"2025-13"})" +
       "\n";
   TempFile file("reverse.ndjson", ndjson);
-  const SubprocessResult r = Fhirgw({"translate", "--reverse", file.path()});
+  const SubprocessResult r = RunFhirgw({"translate", "--reverse", file.path()});
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
   const std::vector<rapidjson::Document> records = RecordLines(r.out);
   ASSERT_THAT(records, SizeIs(2));
@@ -698,7 +661,7 @@ TEST(TranslateReverseCliTest, NothingMappedExitsTwo) {
        {std::string(R"({"resourceType":"Condition","id":"c1"})"), std::string("{not json"),
         std::string(R"({"resourceType":"Bundle","type":"transaction-response","entry":[]})")}) {
     SCOPED_TRACE(input);
-    const SubprocessResult r = Fhirgw({"translate", "--reverse", "-"}, input);
+    const SubprocessResult r = RunFhirgw({"translate", "--reverse", "-"}, input);
     EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
     EXPECT_EQ(r.out, "");
     EXPECT_THAT(r.err, AllOf(HasSubstr(": "),
@@ -706,15 +669,15 @@ TEST(TranslateReverseCliTest, NothingMappedExitsTwo) {
                                       "record\n")));
   }
   const SubprocessResult condition =
-      Fhirgw({"translate", "--reverse", "-"}, R"({"resourceType":"Condition","id":"c1"})");
+      RunFhirgw({"translate", "--reverse", "-"}, R"({"resourceType":"Condition","id":"c1"})");
   EXPECT_THAT(condition.err, HasSubstr("Condition.resourceType: 'Condition' is not supported; "
                                        "supported resource types: MedicationStatement"));
-  const SubprocessResult malformed = Fhirgw({"translate", "--reverse", "-"}, "{not json");
+  const SubprocessResult malformed = RunFhirgw({"translate", "--reverse", "-"}, "{not json");
   EXPECT_THAT(malformed.err, StartsWith("input: is not valid JSON"));
 }
 
 TEST(TranslateReverseCliTest, UnreadableInputExitsOne) {
-  const SubprocessResult r = Fhirgw({"translate", "--reverse", "no/such/bundle.json"});
+  const SubprocessResult r = RunFhirgw({"translate", "--reverse", "no/such/bundle.json"});
   EXPECT_TRUE(r.ExitedWith(1)) << r.Describe();
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(r.err, HasSubstr("cannot read no/such/bundle.json"));

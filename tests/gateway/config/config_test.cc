@@ -2,13 +2,8 @@
 // names every bad field, routing, tenant mapping contexts and HOST:PORT splitting.
 #include "gateway/config/config.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -17,37 +12,21 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mappers/common.h"
+#include "tests/testing/files.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
+using ::fhirgw::testing::StatusIs;
+using ::fhirgw::testing::TempDir;
+using ::fhirgw::testing::WriteFile;
 using ::testing::AllOf;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
-
-// Matches an absl::Status (or the status of a StatusOr) with code `code` and a message matching
-// `message_matcher`.
-MATCHER_P2(StatusIs, code, message_matcher,
-           std::string(negation ? "isn't" : "is") + " a status with code " +
-               absl::StatusCodeToString(code)) {
-  const absl::Status status = [&] {
-    if constexpr (std::is_same_v<std::decay_t<decltype(arg)>, absl::Status>) {
-      return arg;
-    } else {
-      return arg.status();
-    }
-  }();
-  if (status.code() != code) {
-    *result_listener << "whose code is " << absl::StatusCodeToString(status.code()) << ": "
-                     << status.message();
-    return false;
-  }
-  *result_listener << "whose message is \"" << status.message() << "\"";
-  return ::testing::ExplainMatchResult(message_matcher, std::string(status.message()),
-                                       result_listener);
-}
 
 // --- ParseConfig / LoadConfigFile ---
 
@@ -95,33 +74,17 @@ TEST(ParseConfigTest, ASyntaxErrorIsReportedWithItsLineAndColumn) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gw.textproto:3:")));
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "fhirgw_config_XXXXXX";
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 TEST(LoadConfigFileTest, ReadsAFileAndNamesItInErrors) {
-  TempDir dir;
+  TempDir dir("fhirgw_config");
   ASSERT_FALSE(dir.path().empty());
-  const std::string good = dir.path() + "/good.textproto";
-  { std::ofstream(good) << "data_dir: \"/srv/fhirgw\"\n"; }
+  const std::string good = dir.File("good.textproto");
+  ASSERT_TRUE(WriteFile(good, "data_dir: \"/srv/fhirgw\"\n"));
   absl::StatusOr<v1::GatewayConfig> config = LoadConfigFile(good);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->data_dir(), "/srv/fhirgw");
 
-  const std::string bad = dir.path() + "/bad.textproto";
-  { std::ofstream(bad) << "data_dir: \"/srv\"\nlisten: 5000 5000\n"; }
+  const std::string bad = dir.File("bad.textproto");
+  ASSERT_TRUE(WriteFile(bad, "data_dir: \"/srv\"\nlisten: 5000 5000\n"));
   EXPECT_THAT(LoadConfigFile(bad),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(bad + ":2:")));
 }

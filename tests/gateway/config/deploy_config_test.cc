@@ -7,36 +7,31 @@
 // The ConfigMap is read with a small YAML subset reader: the literal block scalar (`key: |`) under
 // `data:`, which is how configmap.yaml is written (the Node check parses it with a full YAML
 // parser and checks that it is a literal block).
-#include <unistd.h>
-
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
 
-#include "gateway/security/auth.h"
-#include "gateway/config/config.h"
-#include "gateway/store/postgres/postgres_store.h"
 #include "gateway/cli/serve_command.h"
+#include "gateway/config/config.h"
+#include "gateway/security/auth.h"
+#include "gateway/store/postgres/postgres_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/test_certs.h"
 
 namespace fhirgw::gateway {
 namespace {
 
-constexpr char kConfigMap[] = "/deploy/k8s/configmap.yaml";
-constexpr char kKey[] = "fhirgw.textproto";
+using ::fhirgw::testing::ReadFile;
+using ::fhirgw::testing::SourcePath;
+using ::fhirgw::testing::TempDir;
+using ::fhirgw::testing::WriteFile;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+constexpr char kConfigMap[] = "deploy/k8s/configmap.yaml";
+constexpr char kKey[] = "fhirgw.textproto";
 
 // The value of the literal block scalar `key: |` in `yaml`, with its indentation removed; empty
 // when there is none.
@@ -77,17 +72,14 @@ std::string BlockScalar(const std::string& yaml, const std::string& key) {
 class DeployConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string yaml = ReadFile(std::string(FHIRGW_SOURCE_DIR) + kConfigMap);
+    const std::string yaml = ReadFile(SourcePath(kConfigMap));
     ASSERT_FALSE(yaml.empty()) << "cannot read " << kConfigMap;
     text_ = BlockScalar(yaml, kKey);
     ASSERT_FALSE(text_.empty()) << kConfigMap << " has no `" << kKey << ": |` block";
-    dir_ = std::filesystem::temp_directory_path() /
-           ("fhirgw-deploy-config-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-    path_ = (dir_ / kKey).string();
-    std::ofstream(path_) << text_;
+    ASSERT_FALSE(dir_.path().empty());
+    path_ = dir_.File(kKey);
+    ASSERT_TRUE(WriteFile(path_, text_));
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // What `fhirgw serve --config=<the ConfigMap's file>` builds before it starts.
   absl::StatusOr<v1::GatewayConfig> Effective() {
@@ -97,7 +89,7 @@ class DeployConfigTest : public ::testing::Test {
   }
 
   std::string text_;
-  std::filesystem::path dir_;
+  TempDir dir_{"fhirgw-deploy-config"};
   std::string path_;
 };
 
@@ -186,10 +178,10 @@ TEST_F(DeployConfigTest, SecurityPolicyAllowsServingOnEveryInterfaceWithoutInsec
       "fhirgw.fhirgw.svc", fhirgw::testing::CertUse::kServer,
       {"fhirgw.fhirgw.svc", "fhirgw.fhirgw.svc.cluster.local", "fhirgw-headless.fhirgw.svc"});
   ASSERT_FALSE(server.cert_pem.empty()) << ca->error();
-  const std::string cert = (dir_ / "tls.crt").string();
-  const std::string key = (dir_ / "tls.key").string();
-  ASSERT_TRUE(fhirgw::testing::WriteFile(cert, server.cert_pem));
-  ASSERT_TRUE(fhirgw::testing::WriteFile(key, server.key_pem));
+  const std::string cert = dir_.File("tls.crt");
+  const std::string key = dir_.File("tls.key");
+  ASSERT_TRUE(WriteFile(cert, server.cert_pem));
+  ASSERT_TRUE(WriteFile(key, server.key_pem));
   config->mutable_security()->mutable_tls()->set_cert_file(cert);
   config->mutable_security()->mutable_tls()->set_key_file(key);
   absl::StatusOr<std::unique_ptr<Authenticator>> auth = Authenticator::Create(*config, {});

@@ -12,15 +12,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -41,10 +38,17 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "rapidjson/document.h"
+#include "tests/testing/files.h"
+#include "tests/testing/http_test_server.h"
+#include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
+using ::fhirgw::testing::HttpTestServer;
+using ::fhirgw::testing::ReadFile;
+using ::fhirgw::testing::TempDir;
+using ::fhirgw::testing::WriteFile;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAreArray;
@@ -203,53 +207,6 @@ TEST(DecideTest, ATransactionOlderThanMaxAgeDeadLetters) {
 
 constexpr auto kWait = std::chrono::seconds(30);
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "fhirgw_delivery_XXXXXX";
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// An HTTP server on a free loopback port, serving from its own thread. Register handlers on
-// server() before Start().
-class TestServer {
- public:
-  TestServer() { port_ = server_.bind_to_any_port("127.0.0.1"); }
-  ~TestServer() {
-    if (thread_.joinable()) {
-      // stop() is a no-op until the accept loop runs.
-      for (int i = 0; i < 5000 && !server_.is_running(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-      server_.stop();
-      thread_.join();
-    }
-  }
-
-  httplib::Server& server() { return server_; }
-  void Start() {
-    ASSERT_GT(port_, 0);
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-  }
-  std::string Url(absl::string_view path) const {
-    return absl::StrCat("http://127.0.0.1:", port_, path);
-  }
-
- private:
-  httplib::Server server_;
-  int port_ = -1;
-  std::thread thread_;
-};
-
 // A transaction Bundle with `entries` POST entries (fullUrl urn:uuid:<tag>-<i>), on one line.
 std::string TransactionBundle(absl::string_view tag, int entries = 1) {
   std::string out = R"({"resourceType":"Bundle","type":"transaction","entry":[)";
@@ -368,8 +325,8 @@ class DeliveryServiceTest : public ::testing::Test {
         .value();
   }
 
-  TempDir dir_;
-  std::unique_ptr<TestServer> server_;
+  TempDir dir_{"fhirgw_delivery"};
+  std::unique_ptr<HttpTestServer> server_;
   std::unique_ptr<Store> store_;
   v1::GatewayConfig config_;
   MetricsRegistry metrics_;
@@ -404,11 +361,7 @@ TEST_F(DeliveryServiceTest, AFileDestinationAppendsOneNdjsonLinePerTransaction) 
     EXPECT_EQ(tx.attempts(0).outcome(), v1::DeliveryAttempt::SUCCESS);
   }
 
-  std::ifstream in(outbox_dir + "/outbox.ndjson", std::ios::binary);
-  ASSERT_TRUE(in) << "no " << outbox_dir << "/outbox.ndjson";
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string contents = text.str();
+  const std::string contents = ReadFile(outbox_dir + "/outbox.ndjson");
   ASSERT_FALSE(contents.empty());
   EXPECT_EQ(contents.back(), '\n');
   std::vector<std::string> lines =
@@ -423,8 +376,8 @@ TEST_F(DeliveryServiceTest, AFileDestinationAppendsOneNdjsonLinePerTransaction) 
 }
 
 TEST_F(DeliveryServiceTest, AnHttpDestinationIsRetriedUntilItAccepts) {
-  server_ = std::make_unique<TestServer>();
-  TestServer& server = *server_;
+  server_ = std::make_unique<HttpTestServer>();
+  HttpTestServer& server = *server_;
   std::atomic<int> posts{0};
   std::mutex seen_mu;
   std::vector<std::string> seen_bodies;
@@ -495,8 +448,8 @@ TEST_F(DeliveryServiceTest, AnHttpDestinationIsRetriedUntilItAccepts) {
 }
 
 TEST_F(DeliveryServiceTest, AnOperationOutcomeRejectsTheTransaction) {
-  server_ = std::make_unique<TestServer>();
-  TestServer& server = *server_;
+  server_ = std::make_unique<HttpTestServer>();
+  HttpTestServer& server = *server_;
   std::atomic<int> posts{0};
   server.server().Post("/fhir", [&](const httplib::Request&, httplib::Response& res) {
     ++posts;
@@ -570,7 +523,7 @@ TEST_F(DeliveryServiceTest, StopReturnsPromptlyWithNoWork) {
 
 TEST_F(DeliveryServiceTest, StartFailsForAFileDestinationThatCannotBeCreated) {
   const std::string file = dir_.path() + "/a-file";
-  { std::ofstream(file) << "x"; }
+  ASSERT_TRUE(WriteFile(file, "x"));
   AddDestination("outbox", "file:" + file + "/outbox");
   DeliveryService service(*store_, config_, metrics_);
   absl::Status started = service.Start();

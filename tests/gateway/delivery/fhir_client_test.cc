@@ -7,7 +7,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -24,57 +23,19 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "tests/testing/files.h"
+#include "tests/testing/http_test_server.h"
+#include "tests/testing/status_matchers.h"
 
 namespace fhirgw::gateway {
 namespace {
 
+using ::fhirgw::testing::HttpTestServer;
+using ::fhirgw::testing::StatusIs;
+using ::fhirgw::testing::WriteFile;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// Matches an absl::Status whose code is `code` and whose message matches `message_matcher`.
-MATCHER_P2(StatusIs, code, message_matcher,
-           std::string(negation ? "isn't" : "is") + " a status with code " +
-               absl::StatusCodeToString(code)) {
-  if (arg.code() != code) {
-    *result_listener << "whose code is " << absl::StatusCodeToString(arg.code()) << ": "
-                     << arg.message();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(arg.message()),
-                                       result_listener);
-}
-
-// An HTTP server on a free loopback port, serving from its own thread. Register handlers on
-// server() before Start().
-class TestServer {
- public:
-  TestServer() { port_ = server_.bind_to_any_port("127.0.0.1"); }
-  ~TestServer() {
-    if (thread_.joinable()) {
-      // stop() is a no-op until the accept loop runs.
-      for (int i = 0; i < 5000 && !server_.is_running(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-      server_.stop();
-      thread_.join();
-    }
-  }
-
-  httplib::Server& server() { return server_; }
-  void Start() {
-    ASSERT_GT(port_, 0);
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-  }
-  std::string Url(absl::string_view path = "") const {
-    return absl::StrCat("http://127.0.0.1:", port_, path);
-  }
-
- private:
-  httplib::Server server_;
-  int port_ = -1;
-  std::thread thread_;
-};
 
 // What the server saw of one request.
 struct Seen {
@@ -117,7 +78,7 @@ constexpr char kResponse[] =
     R"({"resourceType":"Bundle","type":"transaction-response","entry":[)"
     R"({"response":{"status":"201 Created","location":"Patient/1/_history/1"}}]})";
 
-v1::Destination Destination(const TestServer& server, absl::string_view path = "/fhir") {
+v1::Destination Destination(const HttpTestServer& server, absl::string_view path = "/fhir") {
   v1::Destination config;
   config.set_name("test-ehr");
   config.set_base_url(server.Url(path));
@@ -151,12 +112,12 @@ int UnusedPort() {
 
 std::string WriteTempFile(absl::string_view name, absl::string_view contents) {
   std::string path = absl::StrCat(::testing::TempDir(), "/fhir_client_test_", name);
-  std::ofstream(path) << contents;
+  EXPECT_TRUE(WriteFile(path, std::string(contents))) << path;
   return path;
 }
 
 TEST(FhirClientTest, PostsTheBundleAsFhirJson) {
-  TestServer server;
+  HttpTestServer server;
   Recorder recorder;
   server.server().Post("/fhir", [&](const httplib::Request& req, httplib::Response& res) {
     recorder.Add(req);
@@ -184,7 +145,7 @@ TEST(FhirClientTest, PostsTheBundleAsFhirJson) {
 }
 
 TEST(FhirClientTest, PostsAnEmptyBody) {
-  TestServer server;
+  HttpTestServer server;
   Recorder recorder;
   server.server().Post("/fhir", [&](const httplib::Request& req, httplib::Response& res) {
     recorder.Add(req);
@@ -201,7 +162,7 @@ TEST(FhirClientTest, PostsAnEmptyBody) {
 }
 
 TEST(FhirClientTest, SendsABearerTokenFromEachSource) {
-  TestServer server;
+  HttpTestServer server;
   Recorder recorder;
   server.server().Post("/fhir", [&](const httplib::Request& req, httplib::Response& res) {
     recorder.Add(req);
@@ -230,7 +191,7 @@ TEST(FhirClientTest, SendsABearerTokenFromEachSource) {
 }
 
 TEST(FhirClientTest, SendsBasicCredentials) {
-  TestServer server;
+  HttpTestServer server;
   Recorder recorder;
   server.server().Post("/fhir", [&](const httplib::Request& req, httplib::Response& res) {
     recorder.Add(req);
@@ -258,7 +219,7 @@ TEST(FhirClientTest, SendsBasicCredentials) {
 }
 
 TEST(FhirClientTest, ReusesItsConnection) {
-  TestServer server;
+  HttpTestServer server;
   Recorder recorder;
   server.server().Post("/fhir", [&](const httplib::Request& req, httplib::Response& res) {
     recorder.Add(req);
@@ -286,7 +247,7 @@ TEST(FhirClientTest, ReusesItsConnection) {
 }
 
 TEST(FhirClientTest, ReportsRetryAfterOfA503) {
-  TestServer server;
+  HttpTestServer server;
   server.server().Post("/fhir", [](const httplib::Request&, httplib::Response& res) {
     res.status = 503;
     res.set_header("Retry-After", "2");
@@ -304,7 +265,7 @@ TEST(FhirClientTest, ReportsRetryAfterOfA503) {
 }
 
 TEST(FhirClientTest, ReportsRetryAfterGivenAsADate) {
-  TestServer server;
+  HttpTestServer server;
   server.server().Post("/fhir", [](const httplib::Request&, httplib::Response& res) {
     res.status = 429;
     res.set_header("Retry-After",
@@ -337,7 +298,7 @@ TEST(FhirClientTest, ReportsConnectionRefused) {
 }
 
 TEST(FhirClientTest, TimesOutAndRecovers) {
-  TestServer server;
+  HttpTestServer server;
   absl::Notification release;
   std::atomic<int> calls{0};
   server.server().Post("/fhir", [&](const httplib::Request&, httplib::Response& res) {
@@ -360,7 +321,7 @@ TEST(FhirClientTest, TimesOutAndRecovers) {
 }
 
 TEST(FhirClientTest, DoesNotFollowRedirects) {
-  TestServer server;
+  HttpTestServer server;
   std::atomic<int> elsewhere{0};
   server.server().Post("/fhir", [&](const httplib::Request&, httplib::Response& res) {
     res.set_redirect(server.Url("/elsewhere"), 307);
@@ -378,7 +339,7 @@ TEST(FhirClientTest, DoesNotFollowRedirects) {
 }
 
 TEST(FhirClientTest, TruncatesLargeBodiesAndKeepsTheConnection) {
-  TestServer server;
+  HttpTestServer server;
   Recorder recorder;
   server.server().Post("/fhir", [&](const httplib::Request& req, httplib::Response& res) {
     recorder.Add(req);
@@ -401,7 +362,7 @@ TEST(FhirClientTest, TruncatesLargeBodiesAndKeepsTheConnection) {
 }
 
 TEST(FhirClientTest, GetsAPathBelowTheBaseUrl) {
-  TestServer server;
+  HttpTestServer server;
   Recorder recorder;
   server.server().Get(
       "/fhir/R4/metadata", [&](const httplib::Request& req, httplib::Response& res) {
@@ -426,7 +387,7 @@ TEST(FhirClientTest, GetsAPathBelowTheBaseUrl) {
 }
 
 TEST(FhirClientTest, GetTimesOutWithItsOwnTimeout) {
-  TestServer server;
+  HttpTestServer server;
   absl::Notification release;
   server.server().Get("/fhir/metadata", [&](const httplib::Request&, httplib::Response& res) {
     release.WaitForNotificationWithTimeout(absl::Seconds(10));

@@ -5,14 +5,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,28 +32,24 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "rapidjson/document.h"
+#include "tests/testing/files.h"
+#include "tests/testing/http_test_server.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
+using ::fhirgw::testing::HttpTestServer;
+using ::fhirgw::testing::StatusIs;
+using ::fhirgw::testing::TempDir;
+using ::fhirgw::testing::WriteFile;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::MatchesRegex;
 using ::testing::Not;
-
-MATCHER_P2(StatusIs, code, message_matcher,
-           std::string(negation ? "isn't" : "is") + " a status with code " +
-               absl::StatusCodeToString(code)) {
-  if (arg.code() != code) {
-    *result_listener << "whose code is " << absl::StatusCodeToString(arg.code()) << ": "
-                     << arg.message();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(arg.message()),
-                                       result_listener);
-}
 
 constexpr char kClientId[] = "fhirgw-test-client";
 constexpr char kScope[] = "system/*.write";
@@ -82,7 +74,7 @@ void WritePem(EVP_PKEY* key, const std::string& path) {
 
 // Test keys, in a private temporary directory.
 struct Keys {
-  std::string dir;
+  TempDir dir{"oauth_test"};
   PrivateKey rsa;  // 3072 bits
   PrivateKey ec;   // P-384
   PrivateKey rsa_public;
@@ -96,27 +88,25 @@ struct Keys {
 
 // Fills `keys`; ASSERTs need a void function.
 void MakeKeys(Keys& keys) {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/oauth_test_XXXXXX");
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-  keys.dir = pattern;
+  ASSERT_FALSE(keys.dir.path().empty());
   keys.rsa.reset(EVP_RSA_gen(3072));
   keys.ec.reset(EVP_EC_gen("P-384"));
   ASSERT_NE(keys.rsa, nullptr);
   ASSERT_NE(keys.ec, nullptr);
   keys.rsa_public = PublicPart(keys.rsa.get());
   keys.ec_public = PublicPart(keys.ec.get());
-  keys.rsa_file = keys.dir + "/rsa3072.pem";
-  keys.ec_file = keys.dir + "/p384.pem";
-  keys.small_rsa_file = keys.dir + "/rsa1024.pem";
-  keys.p256_file = keys.dir + "/p256.pem";
-  keys.garbage_file = keys.dir + "/garbage.pem";
+  keys.rsa_file = keys.dir.File("rsa3072.pem");
+  keys.ec_file = keys.dir.File("p384.pem");
+  keys.small_rsa_file = keys.dir.File("rsa1024.pem");
+  keys.p256_file = keys.dir.File("p256.pem");
+  keys.garbage_file = keys.dir.File("garbage.pem");
   WritePem(keys.rsa.get(), keys.rsa_file);
   WritePem(keys.ec.get(), keys.ec_file);
   PrivateKey small(EVP_RSA_gen(1024));
   WritePem(small.get(), keys.small_rsa_file);
   PrivateKey p256(EVP_EC_gen("P-256"));
   WritePem(p256.get(), keys.p256_file);
-  std::ofstream(keys.garbage_file) << "-----BEGIN PRIVATE KEY-----\nnot a key\n";
+  ASSERT_TRUE(WriteFile(keys.garbage_file, "-----BEGIN PRIVATE KEY-----\nnot a key\n"));
 }
 
 Keys* made_keys = nullptr;
@@ -137,13 +127,8 @@ Keys* TestKeys() {
 class KeysEnvironment : public ::testing::Environment {
  public:
   void TearDown() override {
-    if (made_keys == nullptr) return;
-    for (const std::string* file :
-         {&made_keys->rsa_file, &made_keys->ec_file, &made_keys->small_rsa_file,
-          &made_keys->p256_file, &made_keys->garbage_file}) {
-      std::remove(file->c_str());
-    }
-    rmdir(made_keys->dir.c_str());
+    delete made_keys;
+    made_keys = nullptr;
   }
 };
 
@@ -244,24 +229,14 @@ std::map<std::string, std::string> ParseForm(absl::string_view body) {
 class AuthServer {
  public:
   AuthServer() {
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    server_.Post("/token",
-                 [this](const httplib::Request& req, httplib::Response& res) { Token(req, res); });
-    server_.Post("/fhir",
-                 [this](const httplib::Request& req, httplib::Response& res) { Fhir(req, res); });
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-  }
-  ~AuthServer() {
-    for (int i = 0; i < 5000 && !server_.is_running(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    server_.stop();
-    thread_.join();
+    server_.server().Post(
+        "/token", [this](const httplib::Request& req, httplib::Response& res) { Token(req, res); });
+    server_.server().Post(
+        "/fhir", [this](const httplib::Request& req, httplib::Response& res) { Fhir(req, res); });
+    server_.Start();
   }
 
-  std::string Url(absl::string_view path) const {
-    return absl::StrCat("http://127.0.0.1:", port_, path);
-  }
+  std::string Url(absl::string_view path) const { return server_.Url(path); }
 
   v1::Auth::OAuth2 Config(absl::string_view algorithm) const {
     v1::Auth::OAuth2 config;
@@ -371,9 +346,6 @@ class AuthServer {
                     "application/fhir+json");
   }
 
-  httplib::Server server_;
-  int port_ = -1;
-  std::thread thread_;
   std::atomic<int> token_requests_{0};
   std::atomic<int> tokens_issued_{0};
   std::atomic<int> expires_in_{3600};
@@ -384,6 +356,8 @@ class AuthServer {
   std::set<std::string> revoked_;
   std::vector<std::string> rejections_;
   std::vector<std::string> fhir_authorizations_;
+  // Last, so that it stops serving before the state its handlers use is destroyed.
+  HttpTestServer server_;
 };
 
 // --- BuildClientAssertion ------------------------------------------------------------------------
@@ -511,7 +485,7 @@ TEST(ValidateOAuth2ConfigTest, NamesTheField) {
 
 TEST(ValidateOAuth2ConfigTest, ChecksTheKey) {
   v1::Auth::OAuth2 config = ValidConfig();
-  config.set_private_key_file(TestKeys()->dir + "/missing.pem");
+  config.set_private_key_file(TestKeys()->dir.File("missing.pem"));
   EXPECT_THAT(ValidateOAuth2Config(config, "p"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("p.private_key_file: cannot read"),

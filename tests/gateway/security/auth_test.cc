@@ -1,8 +1,7 @@
-// Unit tests of gateway/security/auth.h: the authorization truth table, token and certificate matching,
-// the startup policy, and the messages of credential validation.
+// Unit tests of gateway/security/auth.h: the authorization truth table, token and certificate
+// matching, the startup policy, and the messages of credential validation.
 #include "gateway/security/auth.h"
 
-#include <filesystem>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -12,6 +11,9 @@
 #include "gateway/config/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/test_certs.h"
 
 namespace fhirgw::gateway {
@@ -20,18 +22,13 @@ namespace {
 using ::fhirgw::testing::CertUse;
 using ::fhirgw::testing::KeyPair;
 using ::fhirgw::testing::Sha256Hex;
+using ::fhirgw::testing::StatusIs;
+using ::fhirgw::testing::TempDir;
 using ::fhirgw::testing::TestCa;
 using ::fhirgw::testing::WriteFile;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// absl::Status matchers with the code and a message substring.
-MATCHER_P2(StatusIs, code, message, "") {
-  const absl::Status status = arg;
-  *result_listener << "status " << status;
-  return status.code() == code && ::testing::Matches(message)(std::string(status.message()));
-}
 
 Principal Make(const std::string& name, v1::Credential::Role role,
                std::vector<std::string> clinics = {}, std::vector<std::string> destinations = {}) {
@@ -311,14 +308,9 @@ std::string WriteTls(const std::string& dir, bool client_ca) {
   return text + " }\n";
 }
 
-std::string TempDir(const std::string& name) {
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / name;
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
-
 TEST(AuthenticateTest, MapsClientCertificatesAndPrefersTheToken) {
-  const std::string dir = TempDir("auth_test_mtls");
+  const TempDir temp_dir("auth_test_mtls");
+  const std::string& dir = temp_dir.path();
   const std::string tls = WriteTls(dir, /*client_ca=*/true);
   ASSERT_FALSE(tls.empty());
   std::unique_ptr<Authenticator> auth = CreateOrDie(
@@ -414,7 +406,8 @@ TEST(StartupPolicyTest, RefusesNonLoopbackWithoutTlsAndCredentials) {
 }
 
 TEST(StartupPolicyTest, RefusesTlsWithoutCredentials) {
-  const std::string dir = TempDir("auth_test_tls_only");
+  const TempDir temp_dir("auth_test_tls_only");
+  const std::string& dir = temp_dir.path();
   v1::GatewayConfig config = Parse("security {\n" + WriteTls(dir, false) + "}\n");
   config.set_listen("0.0.0.0:50051");
   EXPECT_THAT(Authenticator::Create(config, {}).status(),
@@ -424,7 +417,8 @@ TEST(StartupPolicyTest, RefusesTlsWithoutCredentials) {
 }
 
 TEST(StartupPolicyTest, ServesNonLoopbackWithTlsAndCredentials) {
-  const std::string dir = TempDir("auth_test_tls_creds");
+  const TempDir temp_dir("auth_test_tls_creds");
+  const std::string& dir = temp_dir.path();
   std::string text = Credentials();
   text.insert(text.find('\n') + 1, WriteTls(dir, false));
   v1::GatewayConfig config = Parse(text);
@@ -463,7 +457,8 @@ TEST(StartupPolicyTest, HttpOffIsNotChecked) {
 }
 
 TEST(StartupPolicyTest, ChecksTheTlsFiles) {
-  const std::string dir = TempDir("auth_test_tls_files");
+  const TempDir temp_dir("auth_test_tls_files");
+  const std::string& dir = temp_dir.path();
   v1::GatewayConfig config = Parse("security { tls { cert_file: \"" + dir +
                                    "/missing.pem\" key_file: \"" + dir + "/missing.key\" } }\n");
   EXPECT_THAT(Authenticator::Create(config, {}).status(),
