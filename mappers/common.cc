@@ -40,6 +40,36 @@ std::string Instant(const google::protobuf::Timestamp& time) {
   return fhir::FormatInstant(time.seconds(), time.nanos());
 }
 
+EventCode AdverseEventCode(v1::AdverseEvent::Kind kind) {
+  switch (kind) {
+    case v1::AdverseEvent::NAUSEA:
+      return {"422587007", "Nausea"};
+    case v1::AdverseEvent::VOMITING:
+      return {"422400008", "Vomiting"};
+    case v1::AdverseEvent::HYPERTENSION:
+      // An acute rise during the infusion is a finding, not the chronic disorder 38341003
+      // (Hypertensive disorder): 24184005 |Finding of increased blood pressure (finding)|.
+      return {"24184005", "Blood pressure above reference range"};
+    case v1::AdverseEvent::TACHYCARDIA:
+      return {"3424008", "Tachycardia"};
+    case v1::AdverseEvent::ANXIETY:
+      return {"48694002", "Anxiety"};
+    case v1::AdverseEvent::HEADACHE:
+      return {"25064002", "Headache"};
+    case v1::AdverseEvent::DIZZINESS:
+      return {"404640003", "Dizziness"};
+    case v1::AdverseEvent::SEDATION:
+      // 17971005 |Sedated (finding)|.
+      return {"17971005", "Sedated"};
+    case v1::AdverseEvent::DISSOCIATION:
+      // Text only: the verified concept 44376007 is |Dissociative disorder (disorder)|, a
+      // psychiatric diagnosis, not the transient drug effect; no finding concept was verified.
+      return {"", "Dissociation"};
+    default:
+      return {"", "Other adverse event"};
+  }
+}
+
 bool IsRetraction(const v1::ClinicRecord& record) {
   return record.action() == v1::ClinicRecord::ENTERED_IN_ERROR;
 }

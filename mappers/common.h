@@ -83,6 +83,14 @@ fhir::Json Notes(fhir::JsonAlloc& a, absl::string_view text);
 std::string AddPatient(const v1::ClinicRecord& record, const MapContext& context,
                        fhir::TransactionBundle& bundle);
 
+// The SNOMED CT finding of an adverse event kind; `code` is empty for the kinds written as text
+// only (OTHER, DISSOCIATION).
+struct EventCode {
+  const char* code;
+  const char* display;
+};
+EventCode AdverseEventCode(v1::AdverseEvent::Kind kind);
+
 // The Encounter.type concept for an encounter kind (fhirgw's code system; the display as text).
 fhir::Json EncounterKindConcept(fhir::JsonAlloc& a, v1::EncounterRecord::Kind kind);
 

@@ -1,11 +1,13 @@
 #include "mappers/infusion_mapper.h"
 
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "fhir/codes.h"
 #include "fhir/datatypes.h"
 #include "fhir/primitives.h"
+#include "mappers/safety.h"
 
 namespace fhirgw::mappers {
 namespace {
@@ -60,38 +62,6 @@ const char* RouteAbbreviation(v1::Route::Value route) {
   }
 }
 
-// SNOMED CT findings for the adverse events that have one; DISSOCIATION, SEDATION and OTHER are
-// written as text only.
-struct EventCode {
-  const char* code;
-  const char* display;
-};
-
-EventCode AdverseEventCode(v1::AdverseEvent::Kind kind) {
-  switch (kind) {
-    case v1::AdverseEvent::NAUSEA:
-      return {"422587007", "Nausea"};
-    case v1::AdverseEvent::VOMITING:
-      return {"422400008", "Vomiting"};
-    case v1::AdverseEvent::HYPERTENSION:
-      return {"38341003", "Hypertensive disorder"};
-    case v1::AdverseEvent::TACHYCARDIA:
-      return {"3424008", "Tachycardia"};
-    case v1::AdverseEvent::ANXIETY:
-      return {"48694002", "Anxiety"};
-    case v1::AdverseEvent::HEADACHE:
-      return {"25064002", "Headache"};
-    case v1::AdverseEvent::DIZZINESS:
-      return {"404640003", "Dizziness"};
-    case v1::AdverseEvent::DISSOCIATION:
-      return {"", "Dissociation"};
-    case v1::AdverseEvent::SEDATION:
-      return {"", "Sedation"};
-    default:
-      return {"", "Other adverse event"};
-  }
-}
-
 const char* SeverityCode(v1::AdverseEvent::Severity severity) {
   switch (severity) {
     case v1::AdverseEvent::MILD:
@@ -107,14 +77,22 @@ const char* SeverityCode(v1::AdverseEvent::Severity severity) {
 
 double RoundTo2(double value) { return std::round(value * 100.0) / 100.0; }
 
-// The total dose in mg: as given, or dose_mg_per_kg x patient_weight_kg. Validation guarantees one.
+// The dose given in mg: as stated; else, for a STOPPED infusion, what the pump delivered (rate x
+// duration x concentration), never the planned dose; else dose_mg_per_kg x patient_weight_kg or
+// what the pump delivered. Validation guarantees a STOPPED infusion one of the first two.
 bool TotalDoseMg(const v1::InfusionRecord& infusion, double* total) {
   if (infusion.has_total_dose_mg()) {
     *total = infusion.total_dose_mg();
     return true;
   }
-  if (infusion.has_dose_mg_per_kg() && infusion.has_patient_weight_kg()) {
+  const std::optional<double> from_rate = DoseFromRateMg(infusion);
+  if (infusion.status() != v1::InfusionRecord::STOPPED && infusion.has_dose_mg_per_kg() &&
+      infusion.has_patient_weight_kg()) {
     *total = RoundTo2(infusion.dose_mg_per_kg() * infusion.patient_weight_kg());
+    return true;
+  }
+  if (from_rate.has_value()) {
+    *total = *from_rate;
     return true;
   }
   return false;
@@ -133,12 +111,13 @@ std::string DosageText(const v1::InfusionRecord& infusion) {
     const double planned = RoundTo2(infusion.dose_mg_per_kg() * infusion.patient_weight_kg());
     absl::StrAppend(&text, " (", FormatDecimal(planned), " mg for ",
                     FormatDecimal(infusion.patient_weight_kg()), " kg)");
-    if (infusion.has_total_dose_mg() &&
-        std::abs(infusion.total_dose_mg() - planned) > 0.01 * planned) {
-      absl::StrAppend(&text, ", ", FormatDecimal(infusion.total_dose_mg()), " mg given");
+    double given = 0;
+    if (TotalDoseMg(infusion, &given) && (infusion.status() == v1::InfusionRecord::STOPPED ||
+                                          std::abs(given - planned) > 0.01 * planned)) {
+      absl::StrAppend(&text, ", ", FormatDecimal(given), " mg given");
     }
-  } else if (infusion.has_total_dose_mg()) {
-    absl::StrAppend(&text, " ", FormatDecimal(infusion.total_dose_mg()), " mg");
+  } else if (double given = 0; TotalDoseMg(infusion, &given)) {
+    absl::StrAppend(&text, " ", FormatDecimal(given), " mg");
   }
   if (infusion.has_start_time() && infusion.has_end_time()) {
     const int64_t minutes = (infusion.end_time().seconds() - infusion.start_time().seconds()) / 60;
@@ -309,12 +288,6 @@ void AddAdverseEvents(const v1::ClinicRecord& record, const ObservationFrame& fr
     suspect.Put("instance", fhir::Reference(a, frame.administration_urn));
     resource.Put("suspectEntity", Json::Array(a).Push(std::move(suspect)));
     bundle.AddUpdateById(urn, std::move(resource), "AdverseEvent", server_id);
-    if (event.severity() == v1::AdverseEvent::SEVERE) {
-      v1::Alert& alert = *out.alerts.emplace(out.alerts.end());
-      alert.set_kind(v1::Alert::SEVERE_ADVERSE_EVENT);
-      alert.set_message(absl::StrCat("severe adverse event during the infusion: ", code.display,
-                                     " (infusion.adverse_events[", i, "])"));
-    }
   }
 }
 
@@ -336,7 +309,9 @@ absl::Status InfusionMapper::ToFhir(const v1::ClinicRecord& record, const MapCon
                            infusion.has_start_time() ? Instant(infusion.start_time()) : "",
                            infusion.has_end_time() ? Instant(infusion.end_time()) : ""};
     encounter_urn = Urn(context, "Encounter", infusion.encounter_id());
-    bundle.AddConditionalCreate(encounter_urn, BuildEncounter(fields, patient_urn, context, a),
+    // A conditional update, so that a later version of the infusion (stopped, ended) updates the
+    // Encounter's status and period.
+    bundle.AddConditionalUpdate(encounter_urn, BuildEncounter(fields, patient_urn, context, a),
                                 "Encounter", context.systems.encounter, infusion.encounter_id());
   }
 

@@ -15,7 +15,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "fhir/codes.h"
+#include "fhir/primitives.h"
 #include "mappers/reverse_internal.h"
+#include "mappers/validate.h"
 
 namespace fhirgw::mappers::reverse_internal {
 namespace {
@@ -378,7 +380,12 @@ class VitalsCollector {
     } else if (unit == "[lb_av]" || unit == "lb" || unit == "lbs") {
       // To the gram: a scale's pounds carry no more precision than that.
       value = std::round(value * 0.45359237 * 1000) / 1000;
-    } else if (unit != "kg" && !unit.empty()) {
+    } else if (unit.empty()) {
+      m_.Error(entry.path.Field("valueQuantity").Field("code"),
+               absl::StrCat("is absent: a body weight of ", fhir::FormatDecimal(value),
+                            " without a unit could be kg or lb; refused"));
+      return;
+    } else if (unit != "kg") {
       m_.Warning(entry.path.Field("valueQuantity"),
                  absl::StrCat("body weight unit '", unit, "' is not kg, g or [lb_av]; ignored"));
       return;
@@ -403,18 +410,25 @@ struct EventKind {
   const char* display;  // what infusion_mapper.cc writes as display (or text)
 };
 
-constexpr EventKind kEventKinds[] = {
-    {v1::AdverseEvent::NAUSEA, "422587007", "Nausea"},
-    {v1::AdverseEvent::VOMITING, "422400008", "Vomiting"},
-    {v1::AdverseEvent::HYPERTENSION, "38341003", "Hypertensive disorder"},
-    {v1::AdverseEvent::TACHYCARDIA, "3424008", "Tachycardia"},
-    {v1::AdverseEvent::ANXIETY, "48694002", "Anxiety"},
-    {v1::AdverseEvent::HEADACHE, "25064002", "Headache"},
-    {v1::AdverseEvent::DIZZINESS, "404640003", "Dizziness"},
-    {v1::AdverseEvent::DISSOCIATION, "", "Dissociation"},
-    {v1::AdverseEvent::SEDATION, "", "Sedation"},
-    {v1::AdverseEvent::OTHER, "", "Other adverse event"},
-};
+// What AdverseEventCode (common.cc) writes, then the codes and words other senders (and earlier
+// fhirgw versions) use: 38341003 Hypertensive disorder, "Sedation".
+const std::vector<EventKind>& EventKinds() {
+  static const std::vector<EventKind>* kinds = [] {
+    auto* out = new std::vector<EventKind>;
+    for (v1::AdverseEvent::Kind kind :
+         {v1::AdverseEvent::NAUSEA, v1::AdverseEvent::VOMITING, v1::AdverseEvent::HYPERTENSION,
+          v1::AdverseEvent::TACHYCARDIA, v1::AdverseEvent::ANXIETY, v1::AdverseEvent::HEADACHE,
+          v1::AdverseEvent::DIZZINESS, v1::AdverseEvent::DISSOCIATION, v1::AdverseEvent::SEDATION,
+          v1::AdverseEvent::OTHER}) {
+      const EventCode code = AdverseEventCode(kind);
+      out->push_back({kind, code.code, code.display});
+    }
+    out->push_back({v1::AdverseEvent::HYPERTENSION, "38341003", "Hypertensive disorder"});
+    out->push_back({v1::AdverseEvent::SEDATION, "", "Sedation"});
+    return out;
+  }();
+  return *kinds;
+}
 
 void AddAdverseEvent(const Mapping& m, const Entry& entry, v1::InfusionRecord& infusion) {
   const JsonValue* resource = entry.resource;
@@ -423,10 +437,10 @@ void AddAdverseEvent(const Mapping& m, const Entry& entry, v1::InfusionRecord& i
   const absl::string_view snomed = CodeInSystem(event_concept, fhir::kSnomed);
   const absl::string_view text = StringMember(event_concept, "text");
   const EventKind* known = nullptr;
-  for (const EventKind& kind : kEventKinds) {
-    if (!snomed.empty() && snomed == kind.snomed) known = &kind;
+  for (const EventKind& kind : EventKinds()) {
+    if (known == nullptr && !snomed.empty() && snomed == kind.snomed) known = &kind;
   }
-  for (const EventKind& kind : kEventKinds) {
+  for (const EventKind& kind : EventKinds()) {
     if (known == nullptr && absl::EqualsIgnoreCase(text, kind.display)) known = &kind;
   }
   const v1::Code code = CodeFromConcept(event_concept, fhir::kSnomed);
@@ -579,6 +593,25 @@ bool MapMedicationAdministration(const Mapping& m, const Entry& entry, ReverseRe
   vitals.Finish(infusion);
   if (!infusion.has_patient_weight_kg() && text.weight_kg) {
     infusion.set_patient_weight_kg(*text.weight_kg);
+  }
+  // The clinic's plausibility limits apply to hospital data too (a retraction is let through: it
+  // withdraws the implausible entry).
+  if (retracted) return true;
+  if (infusion.has_total_dose_mg() &&
+      (infusion.total_dose_mg() <= 0 || infusion.total_dose_mg() > Limits::kMaxTotalDoseMg)) {
+    m.Error(dosage_path.Field("dose").Field("value"),
+            absl::StrCat(fhir::FormatDecimal(infusion.total_dose_mg()),
+                         " mg is not a plausible dose (above 0 and at most ",
+                         fhir::FormatDecimal(Limits::kMaxTotalDoseMg), " mg); refused"));
+    return false;
+  }
+  if (infusion.has_patient_weight_kg() && (infusion.patient_weight_kg() < Limits::kMinWeightKg ||
+                                           infusion.patient_weight_kg() > Limits::kMaxWeightKg)) {
+    m.Error(entry.path,
+            absl::StrCat("body weight ", fhir::FormatDecimal(infusion.patient_weight_kg()),
+                         " kg is outside ", fhir::FormatDecimal(Limits::kMinWeightKg), "..",
+                         fhir::FormatDecimal(Limits::kMaxWeightKg), " kg; refused"));
+    return false;
   }
   return true;
 }

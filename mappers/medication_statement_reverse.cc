@@ -2,6 +2,8 @@
 // adherence from R5's cross-version extension, informationSource by display or reference type),
 // and MedicationRequest -> MedicationStatementRecord with information_source HOSPITAL_RECORD (a
 // hospital order is what the hospital's record says the patient takes).
+#include <cmath>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -62,6 +64,27 @@ const JsonValue* ReadDosage(const Mapping& m, const JsonValue* dosage, const Pat
     }
   }
   return Member(repeat, "boundsPeriod");
+}
+
+// Refuses a dose the clinic could misread: without a unit, or not a plausible amount. The dose is
+// taken only from doseQuantity, never guessed from the dosage text.
+bool CheckDose(const Mapping& m, const Path& dosage_path, const Record& statement) {
+  if (!statement.has_dose()) return true;
+  const Path path = dosage_path.Field("doseAndRate", 0).Field("doseQuantity");
+  const double value = statement.dose().value();
+  if (!std::isfinite(value) || value <= 0 || value > 100000) {
+    m.Error(path.Field("value"),
+            absl::StrCat(fhir::FormatDecimal(value),
+                         " is not a plausible dose (above 0 and at most 100000): not mapped"));
+    return false;
+  }
+  if (statement.dose().unit().empty()) {
+    m.Error(path.Field("unit"),
+            absl::StrCat("is absent: a dose of ", fhir::FormatDecimal(value),
+                         " without a unit could be read as any amount; not mapped"));
+    return false;
+  }
+  return true;
 }
 
 Record::Status StatementStatus(absl::string_view status) {
@@ -187,7 +210,7 @@ bool MapMedicationStatement(const Mapping& m, const Entry& entry, ReverseRecord&
   if (dosages.size() > 1) {
     m.Warning(entry.path.Field("dosage", 1), "only the first dosage is mapped");
   }
-  return true;
+  return CheckDose(m, entry.path.Field("dosage", 0), statement);
 }
 
 bool MapMedicationRequest(const Mapping& m, const Entry& entry, ReverseRecord& out) {
@@ -196,8 +219,27 @@ bool MapMedicationRequest(const Mapping& m, const Entry& entry, ReverseRecord& o
   *statement.mutable_medication() = MedicationCode(m, entry);
   if (IsEmptyCode(statement.medication())) return false;
   FillRecordHeader(m, entry, SystemKind::kNone, out);
-  SetStatus(m, entry, RequestStatus(StringMember(resource, "status")), out);
+  Record::Status status = RequestStatus(StringMember(resource, "status"));
+  // An order not to give the drug, or a mere proposal or plan, is never a drug the patient takes.
+  const JsonValue* do_not_perform = Member(resource, "doNotPerform");
+  const absl::string_view intent = StringMember(resource, "intent");
+  if (do_not_perform != nullptr && do_not_perform->IsBool() && do_not_perform->GetBool()) {
+    m.Warning(entry.path.Field("doNotPerform"),
+              "is true: the order says NOT to give the medication; mapped as NOT_TAKEN");
+    if (status != Record::ENTERED_IN_ERROR) status = Record::NOT_TAKEN;
+  } else if ((intent == "proposal" || intent == "plan" || intent == "option") &&
+             status == Record::ACTIVE) {
+    m.Warning(
+        entry.path.Field("intent"),
+        absl::StrCat("is '", intent, "': not an order in force; mapped as INTENDED, not ACTIVE"));
+    status = Record::INTENDED;
+  }
+  SetStatus(m, entry, status, out);
   statement.set_information_source(v1::InformationSource::HOSPITAL_RECORD);
+  if (status == Record::NOT_TAKEN && do_not_perform != nullptr && do_not_perform->IsBool() &&
+      do_not_perform->GetBool()) {
+    statement.set_note("Hospital order: do not give this medication (doNotPerform)");
+  }
 
   v1::Code reason = CodeFromConcept(Member(resource, "statusReason"), fhir::kSnomed);
   if (!IsEmptyCode(reason)) *statement.mutable_status_reason() = std::move(reason);
@@ -222,8 +264,12 @@ bool MapMedicationRequest(const Mapping& m, const Entry& entry, ReverseRecord& o
         EffectiveText(m, StringMember(resource, "authoredOn"), entry.path.Field("authoredOn")));
   }
   AppendCodes(Member(resource, "reasonCode"), fhir::kSnomed, statement.mutable_reasons());
-  statement.set_note(NotesText(Member(resource, "note")));
-  return true;
+  const std::string notes = NotesText(Member(resource, "note"));
+  if (!notes.empty()) {
+    statement.set_note(statement.note().empty() ? notes
+                                                : absl::StrCat(statement.note(), "\n", notes));
+  }
+  return CheckDose(m, dosage_path, statement);
 }
 
 }  // namespace fhirgw::mappers::reverse_internal

@@ -194,14 +194,6 @@ absl::Status QuestionnaireMapper::ToFhir(const v1::ClinicRecord& record, const M
     }
     bundle.AddConditionalUpdate(Urn(context, "Flag", flag_id), std::move(flag), "Flag",
                                 context.systems.flag, flag_id);
-    if (!retracted) {
-      v1::Alert& alert = *out.alerts.emplace(out.alerts.end());
-      alert.set_kind(v1::Alert::SUICIDAL_IDEATION);
-      alert.set_message(absl::StrCat(
-          "PHQ-9 item 9 (thoughts of being better off dead or of "
-          "self-harm) answered \"",
-          option.display, "\" (", item9, "): the patient needs a safety assessment today"));
-    }
   }
   return absl::OkStatus();
 }

@@ -4,6 +4,7 @@
 // Observation that stands alone -> QuestionnaireRecord with reported_total and the answers of its
 // members or components.
 #include <array>
+#include <cmath>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -367,8 +368,42 @@ int AnswerValue(const JsonValue* holder, std::span<const fhir::AnswerOption> opt
       Number(Member(Member(holder, "valueQuantity"), "value"), &number)) {
     return WholeNumber(number);
   }
+  // Some EHRs send the score as text ("12"); only a plain number counts, never words.
+  const absl::string_view text = absl::StripAsciiWhitespace(StringMember(holder, "valueString"));
+  if (!text.empty() && absl::SimpleAtod(text, &number) && std::isfinite(number)) {
+    return WholeNumber(number);
+  }
   return -1;
 }
+
+namespace {
+
+// Only results that are final count as scores: a preliminary or cancelled Observation, or an
+// unfinished QuestionnaireResponse, must not reach the clinic as the patient's score.
+bool IsFinalObservationStatus(absl::string_view status) {
+  return status == "final" || status == "amended" || status == "corrected";
+}
+
+// Reports an error at `entry`.status unless the score may be used (or it is entered-in-error,
+// which retracts); false when the resource must not be mapped.
+bool CheckScoreStatus(const Mapping& m, const Entry& entry, bool observation) {
+  const absl::string_view status = StringMember(entry.resource, "status");
+  if (status == "entered-in-error") return true;
+  // An amended QuestionnaireResponse is a completed one that was changed afterwards.
+  const bool usable = observation ? IsFinalObservationStatus(status)
+                                  : (status == "completed" || status == "amended");
+  if (usable) return true;
+  m.Error(
+      entry.path.Field("status"),
+      absl::StrCat(status.empty() ? std::string("is absent") : absl::StrCat("is '", status, "'"),
+                   observation ? ": only a final, amended or corrected Observation counts "
+                                 "as a score"
+                               : ": only a completed (or amended) QuestionnaireResponse "
+                                 "counts as a score"));
+  return false;
+}
+
+}  // namespace
 
 bool MapQuestionnaireResponse(const Mapping& m, const Entry& entry, ReverseRecord& out) {
   const JsonValue* resource = entry.resource;
@@ -384,6 +419,7 @@ bool MapQuestionnaireResponse(const Mapping& m, const Entry& entry, ReverseRecor
                          "those questionnaires map to clinic records"));
     return false;
   }
+  if (!CheckScoreStatus(m, entry, false)) return false;
   v1::QuestionnaireRecord& q = *out.record.mutable_questionnaire();
   q.set_instrument(InstrumentEnum(*instrument));
   const absl::string_view authored = StringMember(resource, "authored");
@@ -410,7 +446,9 @@ bool MapQuestionnaireResponse(const Mapping& m, const Entry& entry, ReverseRecor
     bool is_total = false;
     if (absorbed.type != "Observation" ||
         SurveyInstrumentOf(absorbed.resource, &is_total) != instrument || !is_total ||
-        sheet.has_total()) {
+        sheet.has_total() ||
+        !(IsFinalObservationStatus(StringMember(absorbed.resource, "status")) ||
+          StringMember(absorbed.resource, "status") == "entered-in-error")) {
       continue;
     }
     sheet.Set(m, absorbed.path.Field("valueQuantity"), ItemRef{ItemRef::Kind::kTotal, 0},
@@ -425,6 +463,7 @@ bool MapSurveyObservation(const Mapping& m, const Entry& entry, ReverseRecord& o
   bool is_total = false;
   const fhir::Instrument* instrument = SurveyInstrumentOf(resource, &is_total);
   if (instrument == nullptr) return false;
+  if (!CheckScoreStatus(m, entry, true)) return false;
   v1::QuestionnaireRecord& q = *out.record.mutable_questionnaire();
   q.set_instrument(InstrumentEnum(*instrument));
   if (!ReadObservationTime(m, entry, q.mutable_authored())) return false;

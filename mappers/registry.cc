@@ -5,6 +5,7 @@
 #include "mappers/infusion_mapper.h"
 #include "mappers/medication_statement_mapper.h"
 #include "mappers/questionnaire_mapper.h"
+#include "mappers/safety.h"
 #include "mappers/validate.h"
 
 namespace fhirgw::mappers {
@@ -35,11 +36,14 @@ absl::StatusOr<MapOutput> MapToFhir(const v1::ClinicRecord& record, const MapCon
   const size_t first_new = issues.size();
   ValidateRecord(record, issues);
   fhir::IssueList found(issues.begin() + static_cast<std::ptrdiff_t>(first_new), issues.end());
-  FHIRGW_RETURN_IF_ERROR(fhir::IssuesToStatus(found));
+  // The alerts come from the record as it is, so that a rejected record still raises them.
+  std::vector<v1::Alert> alerts = SafetyAlerts(record);
+  FHIRGW_RETURN_IF_ERROR(WithAlerts(fhir::IssuesToStatus(found), alerts));
   const RecordMapper* mapper = MapperFor(record.body_case());
   if (mapper == nullptr) return absl::InvalidArgumentError("body: no record kind is set");
   MapOutput out;
   FHIRGW_RETURN_IF_ERROR(mapper->ToFhir(record, context, out));
+  out.alerts = std::move(alerts);
   return out;
 }
 

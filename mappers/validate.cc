@@ -1,6 +1,8 @@
 #include "mappers/validate.h"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -8,6 +10,7 @@
 #include "fhir/codes.h"
 #include "fhir/instruments.h"
 #include "fhir/primitives.h"
+#include "mappers/safety.h"
 
 namespace fhirgw::mappers {
 namespace {
@@ -147,10 +150,6 @@ void CheckTime(const IssueScope& s, absl::string_view field, const Timestamp& t)
   }
 }
 
-bool IsKetamine(const v1::Code& medication) {
-  return medication.system() == fhir::kRxNorm && medication.code() == fhir::kRxKetamine;
-}
-
 bool IsValidNpi(absl::string_view npi) {
   if (npi.size() != 10) return false;
   for (char c : npi) {
@@ -232,8 +231,11 @@ void CheckInfusion(const IssueScope& s, const v1::InfusionRecord& inf,
   }
 
   // Dose: weight-based dose, weight and total must agree.
+  const KetamineProduct product = KetamineProductOf(inf.medication());
+  const bool ketamine = product != KetamineProduct::kNone;
+  const double max_mg_per_kg = ketamine ? L::kKetamineMaxMgPerKg : L::kMaxMgPerKg;
   if (inf.has_dose_mg_per_kg()) {
-    if (IsKetamine(inf.medication())) {
+    if (ketamine) {
       CheckRange(s, "dose_mg_per_kg", inf.dose_mg_per_kg(), L::kKetamineMinMgPerKg,
                  L::kKetamineMaxMgPerKg);
     } else {
@@ -244,7 +246,27 @@ void CheckInfusion(const IssueScope& s, const v1::InfusionRecord& inf,
     CheckRange(s, "patient_weight_kg", inf.patient_weight_kg(), L::kMinWeightKg, L::kMaxWeightKg);
   }
   if (inf.has_total_dose_mg()) {
-    CheckPositive(s, "total_dose_mg", inf.total_dose_mg(), L::kMaxTotalDoseMg);
+    CheckPositive(
+        s, "total_dose_mg", inf.total_dose_mg(),
+        product == KetamineProduct::kEsketamine ? L::kEsketamineMaxTotalMg : L::kMaxTotalDoseMg);
+  }
+  if (product == KetamineProduct::kEsketamine && inf.route() != v1::Route::INTRANASAL &&
+      v1::Route::Value_IsValid(inf.route()) && inf.route() != v1::Route::ROUTE_UNSPECIFIED) {
+    s.Error("route", absl::StrCat(v1::Route::Value_Name(inf.route()), " does not fit '",
+                                  inf.medication().display(),
+                                  "': esketamine nasal spray is given only INTRANASAL"));
+  }
+  // The total checked against the weight, however it was given.
+  if (inf.has_total_dose_mg() && inf.has_patient_weight_kg() &&
+      std::isfinite(inf.total_dose_mg()) && std::isfinite(inf.patient_weight_kg()) &&
+      inf.patient_weight_kg() > 0 &&
+      inf.total_dose_mg() / inf.patient_weight_kg() > max_mg_per_kg) {
+    s.Error(
+        "total_dose_mg",
+        absl::StrCat(Num(inf.total_dose_mg()), " mg for ", Num(inf.patient_weight_kg()), " kg is ",
+                     Num(std::round(inf.total_dose_mg() / inf.patient_weight_kg() * 100) / 100),
+                     " mg/kg; at most ", Num(max_mg_per_kg), " mg/kg is allowed",
+                     ketamine ? " for ketamine" : ""));
   }
   if (inf.has_rate_ml_per_hour()) {
     CheckPositive(s, "rate_ml_per_hour", inf.rate_ml_per_hour(), L::kMaxRateMlPerHour);
@@ -271,6 +293,39 @@ void CheckInfusion(const IssueScope& s, const v1::InfusionRecord& inf,
   }
   if (inf.has_dose_mg_per_kg() && !inf.has_patient_weight_kg() && !inf.has_total_dose_mg()) {
     s.Error("patient_weight_kg", "is required to compute the total dose from dose_mg_per_kg");
+  }
+  const std::optional<double> from_rate = DoseFromRateMg(inf);
+  // A stopped infusion did not deliver the planned dose: the dose given must be stated, or follow
+  // from the pump (rate x duration x concentration); it is never taken from dose_mg_per_kg.
+  if (stopped && !inf.has_total_dose_mg() && !from_rate.has_value()) {
+    s.Error("total_dose_mg",
+            "is required for a STOPPED infusion (the planned dose_mg_per_kg x patient_weight_kg "
+            "was not given), unless rate_ml_per_hour, concentration_mg_per_ml, start_time and "
+            "end_time give it");
+  }
+  // The pump's delivered amount and the stated (or weight-based) dose must agree.
+  const bool weight_based_total =
+      !stopped && inf.has_dose_mg_per_kg() && inf.has_patient_weight_kg();
+  const int64_t seconds = inf.end_time().seconds() - inf.start_time().seconds();
+  const bool plausible_duration =
+      seconds >= L::kMinSessionMinutes * 60 && seconds <= L::kMaxSessionMinutes * 60;
+  if (from_rate.has_value() && *from_rate > 0 && plausible_duration &&
+      (inf.has_total_dose_mg() || weight_based_total)) {
+    const double stated =
+        inf.has_total_dose_mg()
+            ? inf.total_dose_mg()
+            : std::round(inf.dose_mg_per_kg() * inf.patient_weight_kg() * 100) / 100;
+    if (std::isfinite(stated) &&
+        std::abs(stated - *from_rate) > L::kRateDoseTolerance * std::max(stated, *from_rate)) {
+      const int64_t minutes = seconds / 60;
+      s.Error(inf.has_total_dose_mg() ? "total_dose_mg" : "rate_ml_per_hour",
+              absl::StrCat(inf.has_total_dose_mg() ? "" : "the dose ", Num(stated),
+                           " mg does not match rate_ml_per_hour x duration x "
+                           "concentration_mg_per_ml = ",
+                           Num(inf.rate_ml_per_hour()), " mL/h x ", minutes, " min x ",
+                           Num(inf.concentration_mg_per_ml()), " mg/mL = ", Num(*from_rate),
+                           " mg (tolerance 10%)"));
+    }
   }
   const bool has_dose =
       inf.has_total_dose_mg() || (inf.has_dose_mg_per_kg() && inf.has_patient_weight_kg());

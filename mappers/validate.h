@@ -24,6 +24,11 @@ struct Limits {
   static constexpr double kMaxWeightKg = 400;
   static constexpr double kMaxTotalDoseMg = 1000;
   static constexpr double kDoseTolerance = 0.01;
+  // Esketamine nasal spray: at most three 28 mg devices a session.
+  static constexpr double kEsketamineMaxTotalMg = 84;
+  // Rate x duration x concentration against the stated dose: pumps are titrated and times are
+  // recorded to the minute, so 10% of the larger of the two.
+  static constexpr double kRateDoseTolerance = 0.10;
   static constexpr double kMaxRateMlPerHour = 1000;
   static constexpr double kMaxConcentrationMgPerMl = 100;
   static constexpr int kMinSessionMinutes = 1;

@@ -15,6 +15,7 @@
 #include "mappers/record_json.h"
 #include "mappers/registry.h"
 #include "mappers/reverse.h"
+#include "mappers/safety.h"
 
 ABSL_FLAG(bool, item_observations, false,
           "also write one Observation per questionnaire item (hasMember of the total)");
@@ -115,6 +116,11 @@ class Translator {
         mappers::MapToFhir(record, ContextFor(record.clinic_id()), issues);
     if (!mapped.ok()) {
       const std::string prefix = LinePrefix(line);
+      // A rejected record's alerts are printed too: a safety signal is never lost to a typo.
+      for (const v1::Alert& alert : mappers::AlertsOf(mapped.status())) {
+        absl::StrAppend(&err, prefix, "alert: ", v1::Alert::Kind_Name(alert.kind()), ": ",
+                        alert.message(), "\n");
+      }
       for (const fhir::Issue& issue : issues) {
         absl::StrAppend(&err, prefix, fhir::FormatIssues({issue}));
       }

@@ -16,6 +16,7 @@
 #include "gateway/ops/log.h"
 #include "gateway/service/push_service.h"
 #include "mappers/registry.h"
+#include "mappers/safety.h"
 #include "rapidjson/document.h"
 
 namespace fhirgw::gateway {
@@ -187,6 +188,12 @@ absl::StatusOr<std::vector<AppendResult>> InboundService::Log(
     e.fhir_json = std::string(json);
     e.principal = std::string(principal.empty() ? source : principal);
     e.received_at_ms = now;
+    // Hospital data raises the same alerts as clinic data (a hospital PHQ-9 with item 9 > 0).
+    e.alerts = mappers::SafetyAlerts(r.record);
+    for (const v1::Alert& alert : e.alerts) {
+      LogWarning(absl::StrCat("inbound record ", e.record_id, " for ", e.clinic_id,
+                              " raised alert ", v1::Alert::Kind_Name(alert.kind())));
+    }
     entries.push_back(std::move(e));
   }
   std::promise<absl::StatusOr<std::vector<AppendResult>>> promise;

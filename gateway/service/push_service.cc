@@ -11,6 +11,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "mappers/registry.h"
+#include "mappers/safety.h"
 
 namespace fhirgw::gateway {
 
@@ -161,6 +162,12 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
         .GetCounter("fhirgw_pushes_total", "Pushes by record kind and outcome",
                     {{"kind", kind}, {"outcome", "invalid"}})
         .Inc();
+    for (const v1::Alert& alert : mappers::AlertsOf(mapped.status())) {
+      // The alert kind only: its message may hold clinical detail.
+      LogWarning(absl::StrCat("record ", record.record_id(), " of ", record.clinic_id(),
+                              " rejected as invalid; it raised alert ",
+                              v1::Alert::Kind_Name(alert.kind())));
+    }
     done(mapped.status());
     return;
   }
@@ -343,6 +350,9 @@ class PushStreamReactor final : public grpc::ServerBidiReactor<v1::PushRequest, 
               v1::Issue* issue = slot->response.add_issues();
               issue->set_severity(v1::Issue::ERROR);
               issue->set_message(std::string(result.status().message()));
+              for (v1::Alert& alert : mappers::AlertsOf(result.status())) {
+                *slot->response.add_alerts() = std::move(alert);
+              }
             }
             slot->ready = true;
             --pending_callbacks_;

@@ -77,6 +77,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::InboundEvent> {
       event.set_cursor(absl::StrCat(item.sequence));
       event.set_transaction_id(item.transaction.transaction_id());
       *event.mutable_record() = std::move(*item.transaction.mutable_record());
+      *event.mutable_alerts() = std::move(*item.transaction.mutable_alerts());
       *event.mutable_received_at() = item.transaction.received_at();
       cursor_ = item.sequence;
       queue_.push_back(std::move(event));

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "mappers/record_json.h"
 #include "mappers/registry.h"
+#include "mappers/safety.h"
 #include "tests/testing/files.h"
 #include "tests/testing/param_names.h"
 
@@ -115,6 +116,19 @@ void ExpectGolden(const fs::path& path, const std::string& actual) {
   EXPECT_EQ(ReadFile(path), actual) << "differs from " << path;
 }
 
+// Compares `alerts` with <case>.alerts.txt (absent when there are none), or rewrites it.
+void ExpectAlerts(const fs::path& path, const std::string& alerts) {
+  if (UpdateGoldens()) {
+    if (alerts.empty()) {
+      fs::remove(path);
+    } else {
+      WriteFile(path, alerts);
+    }
+  } else {
+    EXPECT_EQ(fs::exists(path) ? ReadFile(path) : "", alerts) << "differs from " << path;
+  }
+}
+
 class GoldenTest : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(GoldenTest, MatchesGolden) {
@@ -134,6 +148,8 @@ TEST_P(GoldenTest, MatchesGolden) {
       for (const fhir::Issue& issue : issues) {
         EXPECT_THAT(std::string(out.status().message()), ::testing::HasSubstr(issue.path));
       }
+      // A rejected record still raises its alerts, carried by the status.
+      ExpectAlerts(c.alerts, FormatAlerts(AlertsOf(out.status())));
     }
     ASSERT_FALSE(errors.empty());
     ExpectGolden(c.expected, errors);
@@ -145,16 +161,7 @@ TEST_P(GoldenTest, MatchesGolden) {
   EXPECT_TRUE(issues.empty()) << fhir::FormatIssues(issues);
   const std::string bundle = out->bundle.Write(fhir::JsonStyle::kPretty) + "\n";
   ExpectGolden(c.expected, bundle);
-  const std::string alerts = FormatAlerts(out->alerts);
-  if (UpdateGoldens()) {
-    if (alerts.empty()) {
-      fs::remove(c.alerts);
-    } else {
-      WriteFile(c.alerts, alerts);
-    }
-  } else {
-    EXPECT_EQ(fs::exists(c.alerts) ? ReadFile(c.alerts) : "", alerts);
-  }
+  ExpectAlerts(c.alerts, FormatAlerts(out->alerts));
 
   // Determinism: mapping the same record again gives byte-identical output.
   fhir::IssueList again_issues;
@@ -203,6 +210,66 @@ TEST(GoldenSanity, Phq9Item9RaisesAlertUnlessRetracted) {
   EXPECT_TRUE(retracted->alerts.empty());
   EXPECT_THAT(retracted->bundle.Write(fhir::JsonStyle::kCompact),
               ::testing::HasSubstr("\"status\":\"entered-in-error\""));
+}
+
+// The suicidal-ideation alert survives a rejection: the status carries it (payload and message).
+TEST(GoldenSanity, RejectedPhq9StillRaisesSuicidalIdeation) {
+  absl::StatusOr<v1::ClinicRecord> record =
+      ParseRecordJson(ReadFile(SourceDir() / "tests" / "golden" / "questionnaire" / "invalid" /
+                               "item9-positive-but-rejected.record.json"));
+  ASSERT_TRUE(record.ok());
+  fhir::IssueList issues;
+  absl::StatusOr<MapOutput> out =
+      MapToFhir(*record, MapContext::ForTenant(record->clinic_id()), issues);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::vector<v1::Alert> alerts = AlertsOf(out.status());
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0].kind(), v1::Alert::SUICIDAL_IDEATION);
+  EXPECT_THAT(std::string(out.status().message()), ::testing::HasSubstr("SUICIDAL_IDEATION"));
+  // A valid item 9 = 0 raises nothing.
+  for (v1::Answer& answer : *record->mutable_questionnaire()->mutable_answers()) {
+    if (answer.item() == 9) answer.set_value(0);
+  }
+  EXPECT_TRUE(SafetyAlerts(*record).empty());
+}
+
+// Each safe-infusion limit raises UNSAFE_VITAL_SIGNS at its edge, and not just inside it.
+TEST(GoldenSanity, VitalSignLimits) {
+  const auto unsafe = [](auto set) {
+    v1::Vitals v;
+    set(v);
+    return !UnsafeVitals(v).empty();
+  };
+  EXPECT_TRUE(unsafe([](v1::Vitals& v) {
+    v.set_systolic_mmhg(180);
+    v.set_diastolic_mmhg(90);
+  }));
+  EXPECT_FALSE(unsafe([](v1::Vitals& v) {
+    v.set_systolic_mmhg(179);
+    v.set_diastolic_mmhg(109);
+  }));
+  EXPECT_TRUE(unsafe([](v1::Vitals& v) {
+    v.set_systolic_mmhg(150);
+    v.set_diastolic_mmhg(110);
+  }));
+  EXPECT_TRUE(unsafe([](v1::Vitals& v) { v.set_heart_rate_bpm(131); }));
+  EXPECT_FALSE(unsafe([](v1::Vitals& v) { v.set_heart_rate_bpm(130); }));
+  EXPECT_TRUE(unsafe([](v1::Vitals& v) { v.set_spo2_percent(89.5); }));
+  EXPECT_FALSE(unsafe([](v1::Vitals& v) { v.set_spo2_percent(90); }));
+  EXPECT_TRUE(unsafe([](v1::Vitals& v) { v.set_respiratory_rate(9); }));
+  EXPECT_TRUE(unsafe([](v1::Vitals& v) { v.set_respiratory_rate(31); }));
+  EXPECT_FALSE(unsafe([](v1::Vitals& v) { v.set_respiratory_rate(20); }));
+}
+
+TEST(GoldenSanity, KetamineProductsByCodeOrText) {
+  v1::Code code;
+  code.set_display("Spravato 28 mg nasal spray");
+  EXPECT_EQ(KetamineProductOf(code), KetamineProduct::kEsketamine);
+  code.set_display("KETAMINE HCL 50 MG/ML");
+  EXPECT_EQ(KetamineProductOf(code), KetamineProduct::kKetamine);
+  code.set_display("sertraline");
+  EXPECT_EQ(KetamineProductOf(code), KetamineProduct::kNone);
 }
 
 }  // namespace

@@ -1059,5 +1059,85 @@ TEST(ReverseGoldenSanity, HospitalCasesArePresent) {
   EXPECT_GE(DiscoverReverseGoldens().size(), 4u);
 }
 
+// ---- clinical safety (issue #13) ----
+
+std::string SertralineRequest(absl::string_view extra) {
+  return absl::StrCat(
+      R"({"resourceType":"MedicationRequest","id":"mr1","status":"active",)"
+      R"("subject":{"reference":"Patient/p1"},)"
+      R"("medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"36437","display":"sertraline"}]})",
+      extra, "}");
+}
+
+TEST(ReverseSafetyTest, DoNotPerformNeverBecomesActive) {
+  const Result r = Map(SertralineRequest(R"(,"intent":"order","doNotPerform":true)"));
+  const ReverseRecord* one = r.One();
+  ASSERT_NE(one, nullptr);
+  EXPECT_EQ(one->record.medication_statement().status(), v1::MedicationStatementRecord::NOT_TAKEN);
+  EXPECT_THAT(r.Issues(), HasSubstr("MedicationRequest.doNotPerform"));
+}
+
+TEST(ReverseSafetyTest, ProposalOrPlanNeverBecomesActive) {
+  for (const char* intent : {"proposal", "plan"}) {
+    const Result r = Map(SertralineRequest(absl::StrCat(R"(,"intent":")", intent, R"(")")));
+    const ReverseRecord* one = r.One();
+    ASSERT_NE(one, nullptr);
+    EXPECT_EQ(one->record.medication_statement().status(), v1::MedicationStatementRecord::INTENDED)
+        << intent;
+  }
+  const Result order = Map(SertralineRequest(R"(,"intent":"order")"));
+  ASSERT_NE(order.One(), nullptr);
+  EXPECT_EQ(order.One()->record.medication_statement().status(),
+            v1::MedicationStatementRecord::ACTIVE);
+}
+
+TEST(ReverseSafetyTest, UnitlessDoseIsRefusedAndTextIsNeverADose) {
+  const Result r = Map(SertralineRequest(
+      R"(,"intent":"order","dosageInstruction":[{"text":"50 mg daily","doseAndRate":[{"doseQuantity":{"value":50}}]}])"));
+  EXPECT_THAT(r.Issues(),
+              HasSubstr("MedicationRequest.dosageInstruction[0].doseAndRate[0].doseQuantity.unit"));
+  const Result text_only =
+      Map(SertralineRequest(R"(,"intent":"order","dosageInstruction":[{"text":"50 mg daily"}])"));
+  ASSERT_NE(text_only.One(), nullptr);
+  EXPECT_FALSE(text_only.One()->record.medication_statement().has_dose());
+}
+
+std::string Phq9Total(absl::string_view status, absl::string_view value) {
+  return absl::StrCat(
+      R"({"resourceType":"Observation","id":"o1","status":")", status,
+      R"(","code":{"coding":[{"system":"http://loinc.org","code":"44261-6"}]},)"
+      R"("subject":{"reference":"Patient/p1"},"effectiveDateTime":"2026-11-20T13:58:00Z",)",
+      value, "}");
+}
+
+TEST(ReverseSafetyTest, OnlyFinalObservationsCountAsScores) {
+  for (const char* status : {"final", "amended", "corrected"}) {
+    const Result r = Map(Phq9Total(status, R"("valueInteger":12)"));
+    ASSERT_NE(r.One(), nullptr) << status;
+    EXPECT_EQ(r.One()->record.questionnaire().reported_total(), 12);
+  }
+  for (const char* status : {"preliminary", "registered", "cancelled"}) {
+    const Result r = Map(Phq9Total(status, R"("valueInteger":12)"));
+    EXPECT_FALSE(r.records.ok()) << status;
+    EXPECT_THAT(r.Issues(), HasSubstr("Observation.status: is '")) << status;
+  }
+}
+
+TEST(ReverseSafetyTest, NumericValueStringIsAScoreButWordsAreNot) {
+  const Result r = Map(Phq9Total("final", R"("valueString":" 14 ")"));
+  ASSERT_NE(r.One(), nullptr);
+  EXPECT_EQ(r.One()->record.questionnaire().reported_total(), 14);
+  EXPECT_FALSE(Map(Phq9Total("final", R"("valueString":"moderate")")).records.ok());
+}
+
+TEST(ReverseSafetyTest, InProgressQuestionnaireResponseIsNotAScore) {
+  const Result r =
+      Map(R"({"resourceType":"QuestionnaireResponse","id":"q1","status":"in-progress",)"
+          R"("questionnaire":"http://loinc.org/q/44249-1","subject":{"reference":"Patient/p1"},)"
+          R"("authored":"2026-11-20T13:58:00Z","item":[]})");
+  EXPECT_FALSE(r.records.ok());
+  EXPECT_THAT(r.Issues(), HasSubstr("QuestionnaireResponse.status: is 'in-progress'"));
+}
+
 }  // namespace
 }  // namespace fhirgw::mappers

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "mappers/record_json.h"
 #include "mappers/registry.h"
 #include "mappers/reverse.h"
+#include "mappers/safety.h"
 #include "tests/testing/files.h"
 #include "tests/testing/param_names.h"
 
@@ -73,8 +75,13 @@ v1::ClinicRecord Normalize(v1::ClinicRecord record) {
       v1::InfusionRecord& infusion = *record.mutable_infusion();
       // 1. total_dose_mg: the forward mapping writes the total it derives (dose_mg_per_kg x
       //    patient_weight_kg) into dosage.dose, exactly like a total the clinic gave.
-      if (!infusion.has_total_dose_mg() && infusion.has_dose_mg_per_kg() &&
-          infusion.has_patient_weight_kg()) {
+      //    A STOPPED infusion never gets the planned dose: its total is what the pump delivered.
+      if (!infusion.has_total_dose_mg() && infusion.status() == v1::InfusionRecord::STOPPED) {
+        if (std::optional<double> given = DoseFromRateMg(infusion)) {
+          infusion.set_total_dose_mg(*given);
+        }
+      } else if (!infusion.has_total_dose_mg() && infusion.has_dose_mg_per_kg() &&
+                 infusion.has_patient_weight_kg()) {
         infusion.set_total_dose_mg(
             RoundTo2(infusion.dose_mg_per_kg() * infusion.patient_weight_kg()));
       }

@@ -282,7 +282,10 @@ TEST(TranslateCliTest, Phq9Item9PositiveAlertsAndAddsAFlag) {
 TEST(TranslateCliTest, SevereAdverseEventAlerts) {
   const SubprocessResult r = RunFhirgw({"translate", kStoppedInfusion});
   ASSERT_TRUE(r.ExitedWith(0)) << r.Describe();
-  EXPECT_THAT(Lines(r.err), ElementsAre(StartsWith("alert: SEVERE_ADVERSE_EVENT: "))) << r.err;
+  // BP 181/106 is beyond the safe infusion limit (systolic at least 180).
+  EXPECT_THAT(Lines(r.err), ElementsAre(StartsWith("alert: UNSAFE_VITAL_SIGNS: "),
+                                        StartsWith("alert: SEVERE_ADVERSE_EVENT: ")))
+      << r.err;
   rapidjson::Document bundle;
   ASSERT_TRUE(ParseJson(r.out, bundle));
   ASSERT_TRUE(IsTransactionBundle(bundle));
@@ -339,8 +342,12 @@ TEST(TranslateCliTest, NdjsonInvalidLineIsReportedAndTheOthersTranslated) {
   const TempFile file("bad-line-2.ndjson", input);
   const SubprocessResult r = RunFhirgw({"translate", file.path()});
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
-  EXPECT_THAT(Lines(r.err), ElementsAre(std::string("line 2: ") + kSpo2Issue,
-                                        "fhirgw translate: 1 of 3 records failed"))
+  EXPECT_THAT(Lines(r.err),
+              ElementsAre(
+                  // The rejected record still prints its alerts first.
+                  StartsWith(std::string("line 2: ") + "alert: UNSAFE_VITAL_SIGNS: "),
+                  StartsWith(std::string("line 2: ") + "alert: SEVERE_ADVERSE_EVENT: "),
+                  std::string("line 2: ") + kSpo2Issue, "fhirgw translate: 1 of 3 records failed"))
       << r.err;
   ExpectCompactBundleLines(r.out, 2);
 
@@ -363,8 +370,12 @@ TEST(TranslateCliTest, NdjsonBlankLineIsSkippedButCounted) {
                             "\n";
   const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
-  EXPECT_THAT(Lines(r.err), ElementsAre(std::string("line 3: ") + kSpo2Issue,
-                                        "fhirgw translate: 1 of 3 records failed"))
+  EXPECT_THAT(Lines(r.err),
+              ElementsAre(
+                  // The rejected record still prints its alerts first.
+                  StartsWith(std::string("line 3: ") + "alert: UNSAFE_VITAL_SIGNS: "),
+                  StartsWith(std::string("line 3: ") + "alert: SEVERE_ADVERSE_EVENT: "),
+                  std::string("line 3: ") + kSpo2Issue, "fhirgw translate: 1 of 3 records failed"))
       << r.err;
   ExpectCompactBundleLines(r.out, 2);
 }
@@ -375,8 +386,12 @@ TEST(TranslateCliTest, NdjsonLeadingAndWhitespaceOnlyLinesAreCounted) {
                             "\n\n";
   const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
-  EXPECT_THAT(Lines(r.err), ElementsAre(std::string("line 4: ") + kSpo2Issue,
-                                        "fhirgw translate: 1 of 3 records failed"))
+  EXPECT_THAT(Lines(r.err),
+              ElementsAre(
+                  // The rejected record still prints its alerts first.
+                  StartsWith(std::string("line 4: ") + "alert: UNSAFE_VITAL_SIGNS: "),
+                  StartsWith(std::string("line 4: ") + "alert: SEVERE_ADVERSE_EVENT: "),
+                  std::string("line 4: ") + kSpo2Issue, "fhirgw translate: 1 of 3 records failed"))
       << r.err;
   ExpectCompactBundleLines(r.out, 2);
 }
@@ -386,8 +401,12 @@ TEST(TranslateCliTest, NdjsonWithCrLfLineEndsAndNoFinalNewline) {
                             CompactStoppedInfusionWithBadSpo2() + "\r\n" + CompactExample(kGad7);
   const SubprocessResult r = RunFhirgw({"translate", "-"}, input);
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
-  EXPECT_THAT(Lines(r.err), ElementsAre(std::string("line 2: ") + kSpo2Issue,
-                                        "fhirgw translate: 1 of 3 records failed"))
+  EXPECT_THAT(Lines(r.err),
+              ElementsAre(
+                  // The rejected record still prints its alerts first.
+                  StartsWith(std::string("line 2: ") + "alert: UNSAFE_VITAL_SIGNS: "),
+                  StartsWith(std::string("line 2: ") + "alert: SEVERE_ADVERSE_EVENT: "),
+                  std::string("line 2: ") + kSpo2Issue, "fhirgw translate: 1 of 3 records failed"))
       << r.err;
   ExpectCompactBundleLines(r.out, 2);
 }
@@ -408,9 +427,15 @@ TEST(TranslateCliTest, NdjsonAllLinesInvalid) {
   const SubprocessResult r = RunFhirgw({"translate", "-"}, bad + "\n" + bad + "\n");
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_EQ(r.out, "");
-  EXPECT_THAT(Lines(r.err), ElementsAre(std::string("line 1: ") + kSpo2Issue,
-                                        std::string("line 2: ") + kSpo2Issue,
-                                        "fhirgw translate: 2 of 2 records failed"))
+  EXPECT_THAT(Lines(r.err),
+              ElementsAre(
+                  // The rejected record still prints its alerts first.
+                  StartsWith(std::string("line 1: ") + "alert: UNSAFE_VITAL_SIGNS: "),
+                  StartsWith(std::string("line 1: ") + "alert: SEVERE_ADVERSE_EVENT: "),
+                  std::string("line 1: ") + kSpo2Issue,
+                  StartsWith(std::string("line 2: ") + "alert: UNSAFE_VITAL_SIGNS: "),
+                  StartsWith(std::string("line 2: ") + "alert: SEVERE_ADVERSE_EVENT: "),
+                  std::string("line 2: ") + kSpo2Issue, "fhirgw translate: 2 of 2 records failed"))
       << r.err;
 }
 
@@ -457,10 +482,13 @@ TEST(TranslateCliTest, InvalidRecordListsEveryIssueAndPrintsNoBundle) {
   const SubprocessResult r = RunFhirgw({"translate", file.path()});
   EXPECT_TRUE(r.ExitedWith(2)) << r.Describe();
   EXPECT_EQ(r.out, "");
-  // One "path: message" line per issue; no "line N: " prefix and no summary for a single record.
+  // The alerts of the rejected record, then one "path: message" line per issue; no "line N: "
+  // prefix and no summary for a single record.
   EXPECT_THAT(
       Lines(r.err),
-      ElementsAre(StartsWith("infusion.vitals[0].heart_rate_bpm: 300 is outside "), kSpo2Issue,
+      ElementsAre(StartsWith("alert: UNSAFE_VITAL_SIGNS: "),
+                  StartsWith("alert: UNSAFE_VITAL_SIGNS: "),
+                  StartsWith("infusion.vitals[0].heart_rate_bpm: 300 is outside "), kSpo2Issue,
                   StartsWith("infusion.vitals[2].respiratory_rate: 2 is outside ")))
       << r.err;
 }
