@@ -31,11 +31,20 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/store_entries.h"
 #include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
+using ::fhirgw::testing::AppendAllAndWait;
+using ::fhirgw::testing::AppendAndWait;
+using ::fhirgw::testing::kCallbackTimeout;
+using ::fhirgw::testing::MakeAlert;
+using ::fhirgw::testing::MakeAttempt;
+using ::fhirgw::testing::MakeEntry;
+using ::fhirgw::testing::MakeInbound;
+using ::fhirgw::testing::MakeRef;
 using ::fhirgw::testing::StatusIs;
 using ::fhirgw::testing::TempDir;
 using ::testing::ElementsAre;
@@ -43,7 +52,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 
-constexpr auto kCallbackTimeout = std::chrono::seconds(60);
 // Far enough in the future that nothing received "now" in these tests is due after it.
 constexpr int64_t kLater = 4'000'000'000'000;
 
@@ -81,70 +89,6 @@ class RawDb {
  private:
   sqlite3* db_ = nullptr;
 };
-
-// Appends `entry` and waits for its callback.
-absl::StatusOr<AppendResult> AppendAndWait(Store& store, NewEntry entry) {
-  auto promise = std::make_shared<std::promise<absl::StatusOr<AppendResult>>>();
-  std::future<absl::StatusOr<AppendResult>> future = promise->get_future();
-  store.Append(std::move(entry),
-               [promise](absl::StatusOr<AppendResult> r) { promise->set_value(std::move(r)); });
-  if (future.wait_for(kCallbackTimeout) != std::future_status::ready) {
-    return absl::DeadlineExceededError("the append callback never ran");
-  }
-  return future.get();
-}
-
-// An outbound entry whose hash, record and Bundle derive from `content`.
-NewEntry MakeEntry(absl::string_view clinic, absl::string_view record_id, absl::string_view patient,
-                   absl::string_view content = "content", int64_t received_at_ms = 1000,
-                   absl::string_view destination = "ehr") {
-  NewEntry e;
-  e.clinic_id = std::string(clinic);
-  e.record_id = std::string(record_id);
-  e.patient_id = std::string(patient);
-  e.content_hash = Sha256(content);
-  e.kind = v1::QUESTIONNAIRE;
-  e.direction = v1::CLINIC_TO_EHR;
-  e.destination = std::string(destination);
-  v1::ClinicRecord record;
-  record.set_record_id(e.record_id);
-  record.set_clinic_id(e.clinic_id);
-  record.mutable_patient()->set_clinic_patient_id(e.patient_id);
-  e.record = record.SerializeAsString();
-  e.fhir_json =
-      absl::StrCat(R"({"resourceType":"Bundle","type":"transaction","id":")", content, R"("})");
-  e.principal = "token:lakeside";
-  e.received_at_ms = received_at_ms;
-  return e;
-}
-
-AttemptResult MakeAttempt(const DeliveryTask& task, v1::TransactionStatus status,
-                          int64_t started_at_ms, int64_t next_attempt_at_ms = 0) {
-  AttemptResult result;
-  result.transaction_id = task.transaction_id;
-  result.attempt.set_number(task.attempt_number);
-  result.attempt.mutable_started_at()->set_seconds(started_at_ms / 1000);
-  result.attempt.mutable_started_at()->set_nanos(static_cast<int32_t>(started_at_ms % 1000) *
-                                                 1000000);
-  result.attempt.set_duration_ms(12);
-  switch (status) {
-    case v1::DELIVERED:
-      result.attempt.set_http_status(200);
-      result.attempt.set_outcome(v1::DeliveryAttempt::SUCCESS);
-      break;
-    case v1::REJECTED:
-      result.attempt.set_http_status(422);
-      result.attempt.set_outcome(v1::DeliveryAttempt::REJECTED);
-      break;
-    default:
-      result.attempt.set_http_status(503);
-      result.attempt.set_outcome(v1::DeliveryAttempt::RETRYABLE_ERROR);
-      break;
-  }
-  result.new_status = status;
-  result.next_attempt_at_ms = next_attempt_at_ms;
-  return result;
-}
 
 int64_t Ms(const google::protobuf::Timestamp& t) {
   return t.seconds() * 1000 + t.nanos() / 1000000;
