@@ -50,11 +50,13 @@
 #include "tests/testing/pg_server.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/store_backend.h"
+#include "tests/testing/store_entries.h"
 #include "tests/testing/temp_dir.h"
 
 namespace fhirgw::gateway {
 namespace {
 
+using ::fhirgw::testing::AppendAllAndWait;
 using ::fhirgw::testing::Backend;
 using ::fhirgw::testing::BackendName;
 using ::fhirgw::testing::PgServer;
@@ -74,7 +76,6 @@ constexpr char kDrugDisplay[] = "Esketamine-Qx7 nasal spray";
 // An alert quotes the patient's answer: PHI too.
 constexpr char kAlertText[] =
     "PHQ-9 item 9 answered \"Nearly every day\" (3): the patient needs a safety assessment today";
-constexpr auto kCallbackTimeout = std::chrono::seconds(60);
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -254,20 +255,6 @@ class RawDb {
   PGconn* pg_ = nullptr;
   int changes_ = 0;
 };
-
-// Appends `entries` in one group and waits for the callback.
-absl::StatusOr<std::vector<AppendResult>> AppendAllAndWait(Store& store,
-                                                           std::vector<NewEntry> entries) {
-  auto promise = std::make_shared<std::promise<absl::StatusOr<std::vector<AppendResult>>>>();
-  auto future = promise->get_future();
-  store.AppendAll(std::move(entries), [promise](absl::StatusOr<std::vector<AppendResult>> r) {
-    promise->set_value(std::move(r));
-  });
-  if (future.wait_for(kCallbackTimeout) != std::future_status::ready) {
-    return absl::DeadlineExceededError("the append callback never ran");
-  }
-  return future.get();
-}
 
 // An outbound entry for `clinic` whose record and Bundle carry recognisable PHI; `content` makes
 // versions differ.
