@@ -25,6 +25,7 @@
 #include "google/protobuf/wrappers.pb.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
+#include "mappers/record_json.h"
 #include "tests/integration/harness.h"
 
 namespace fhirgw::testing {
@@ -799,6 +800,36 @@ TEST_F(GatewayIntegrationTest, InvalidRecordNamesEveryBadFieldAndLogsNothing) {
   EXPECT_EQ(response.version(), 1);
   EXPECT_FALSE(response.duplicate());
   EXPECT_EQ(response.status(), v1::DELIVERED) << gateway->Describe();
+}
+
+// 11. Safety signals survive rejection (issue #13): a PHQ-9 with item 9 > 0 that is rejected for
+// another reason (item 3 unanswered) still reaches the clinic's client as a SUICIDAL_IDEATION
+// alert, inside the gRPC error details (grpc-status-details-bin: an RpcStatus holding an
+// AlertList).
+TEST_F(GatewayIntegrationTest, ARejectedRecordStillCarriesItsSuicidalIdeationAlert) {
+  Gateway* gateway = StartGateway(Settings());
+  ASSERT_NE(gateway, nullptr);
+  absl::StatusOr<v1::ClinicRecord> record = mappers::ParseRecordJson(ReadFile(
+      SourcePath("tests/golden/questionnaire/invalid/item9-positive-but-rejected.record.json")));
+  ASSERT_TRUE(record.ok()) << record.status();
+  v1::PushResponse response;
+  const grpc::Status status = gateway->Push(*record, false, &response);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("item 3 of PHQ-9 is not answered"));
+  v1::RpcStatus details;
+  ASSERT_TRUE(details.ParseFromString(status.error_details()))
+      << "no parsable error details on the rejection";
+  EXPECT_EQ(details.code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  std::vector<v1::Alert> alerts;
+  for (const google::protobuf::Any& any : details.details()) {
+    v1::AlertList list;
+    if (any.UnpackTo(&list))
+      alerts.insert(alerts.end(), list.alerts().begin(), list.alerts().end());
+  }
+  ASSERT_EQ(alerts.size(), 1u) << details.DebugString();
+  EXPECT_EQ(alerts[0].kind(), v1::Alert::SUICIDAL_IDEATION);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(ehr_->Requests(), 0) << "nothing is sent for a rejected record";
 }
 
 }  // namespace
