@@ -23,11 +23,11 @@
 #include "absl/status/statusor.h"
 #include "fhir/issues.h"
 #include "fhirgw/v1/config.pb.h"
-#include "gateway/security/auth.h"
 #include "gateway/config/config.h"
-#include "gateway/ops/http_server.h"
 #include "gateway/inbound/inbound_hub.h"
+#include "gateway/ops/http_server.h"
 #include "gateway/ops/metrics.h"
+#include "gateway/security/auth.h"
 #include "gateway/store/store.h"
 #include "mappers/reverse.h"
 

@@ -50,26 +50,6 @@ constexpr milliseconds kDeliveryTimeout = 60s;
 // The PHI of the PHI test: none of it may appear in the gateway's output or its database file.
 constexpr const char* kPhi[] = {"Zyxwvutsrqpo", "Qazwsx", "1931-07-19", "unique-free-text-8812"};
 
-// Writes a new Ed25519 private key (PEM), as `openssl genpkey -algorithm ed25519` would.
-bool WriteEd25519Key(const std::string& path) {
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr);
-  EVP_PKEY* key = nullptr;
-  const bool generated =
-      ctx != nullptr && EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_keygen(ctx, &key) == 1;
-  EVP_PKEY_CTX_free(ctx);
-  if (!generated) return false;
-  std::FILE* file = std::fopen(path.c_str(), "w");
-  const bool written = file != nullptr &&
-                       PEM_write_PrivateKey(file, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
-  if (file != nullptr) std::fclose(file);
-  EVP_PKEY_free(key);
-  std::error_code ec;
-  std::filesystem::permissions(
-      path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
-      std::filesystem::perm_options::replace, ec);
-  return written && !ec;
-}
-
 // Writes 32 random bytes, base64, as `openssl rand -base64 32` would.
 bool WritePayloadKey(const std::string& path) {
   std::string key(32, '\0');

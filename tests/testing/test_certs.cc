@@ -9,6 +9,7 @@
 #include <openssl/x509v3.h>
 
 #include <cstdio>
+#include <filesystem>
 
 namespace fhirgw::testing {
 namespace {
@@ -151,6 +152,25 @@ std::string Sha256Hex(const std::string& text) {
     hex += buffer;
   }
   return hex;
+}
+
+bool WriteEd25519Key(const std::string& path) {
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr);
+  EVP_PKEY* key = nullptr;
+  const bool generated =
+      ctx != nullptr && EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_keygen(ctx, &key) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  if (!generated) return false;
+  std::FILE* file = std::fopen(path.c_str(), "w");
+  const bool written = file != nullptr &&
+                       PEM_write_PrivateKey(file, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+  if (file != nullptr) std::fclose(file);
+  EVP_PKEY_free(key);
+  std::error_code ec;
+  std::filesystem::permissions(
+      path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+      std::filesystem::perm_options::replace, ec);
+  return written && !ec;
 }
 
 }  // namespace fhirgw::testing

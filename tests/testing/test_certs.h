@@ -51,6 +51,10 @@ class TestCa {
   long serial_ = 1;
 };
 
+// Writes a new Ed25519 private key (PEM, mode 0600) to `path`, as `openssl genpkey -algorithm
+// ed25519` would: the key that signs the transaction log's heads.
+bool WriteEd25519Key(const std::string& path);
+
 // The SHA-256 of `text` as 64 lower-case hex digits (what `sha256sum` prints).
 std::string Sha256Hex(const std::string& text);
 

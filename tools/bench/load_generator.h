@@ -1,4 +1,5 @@
-// `fhirgw-bench load` and `fhirgw-bench server`: the push load generator and its do-nothing baseline.
+// `fhirgw-bench load` and `fhirgw-bench server`: the push load generator and its do-nothing
+// baseline.
 //
 //   fhirgw-bench server --listen=127.0.0.1:0      # prints "listening on 127.0.0.1:PORT"
 //   fhirgw-bench load --target=127.0.0.1:PORT --mode=closed --concurrency=64 --duration_s=10

@@ -3,8 +3,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "gateway/security/auth.h"
 #include "gateway/config/config.h"
+#include "gateway/security/auth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

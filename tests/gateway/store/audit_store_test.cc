@@ -52,6 +52,7 @@
 #include "tests/testing/store_backend.h"
 #include "tests/testing/store_entries.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/test_certs.h"
 
 namespace fhirgw::gateway {
 namespace {
@@ -63,6 +64,7 @@ using ::fhirgw::testing::PgServer;
 using ::fhirgw::testing::SharedPgServer;
 using ::fhirgw::testing::StatusIs;
 using ::fhirgw::testing::TempDir;
+using ::fhirgw::testing::WriteEd25519Key;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -82,22 +84,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-// Writes a new Ed25519 private key (PEM) to `path`, as `openssl genpkey -algorithm ed25519` would.
-bool WriteEd25519Key(const std::string& path) {
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr);
-  EVP_PKEY* key = nullptr;
-  const bool generated =
-      ctx != nullptr && EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_keygen(ctx, &key) == 1;
-  EVP_PKEY_CTX_free(ctx);
-  if (!generated) return false;
-  std::FILE* file = std::fopen(path.c_str(), "w");
-  const bool written = file != nullptr &&
-                       PEM_write_PrivateKey(file, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
-  if (file != nullptr) std::fclose(file);
-  EVP_PKEY_free(key);
-  return written;
 }
 
 std::string RandomKey() {

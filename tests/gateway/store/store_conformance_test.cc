@@ -50,6 +50,7 @@
 #include "tests/testing/store_backend.h"
 #include "tests/testing/store_entries.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/test_certs.h"
 
 namespace fhirgw::gateway {
 namespace {
@@ -68,6 +69,7 @@ using ::fhirgw::testing::PgServer;
 using ::fhirgw::testing::SharedPgServer;
 using ::fhirgw::testing::StatusIs;
 using ::fhirgw::testing::TempDir;
+using ::fhirgw::testing::WriteEd25519Key;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -79,22 +81,6 @@ constexpr int64_t kLater = 4'000'000'000'000;
 
 int64_t Ms(const google::protobuf::Timestamp& t) {
   return t.seconds() * 1000 + t.nanos() / 1000000;
-}
-
-// Writes a new Ed25519 private key (PEM) to `path`.
-bool WriteSigningKey(const std::string& path) {
-  EVP_PKEY* key = nullptr;
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr);
-  bool ok = ctx != nullptr && EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_keygen(ctx, &key) == 1;
-  EVP_PKEY_CTX_free(ctx);
-  if (ok) {
-    FILE* file = std::fopen(path.c_str(), "w");
-    ok = file != nullptr &&
-         PEM_write_PrivateKey(file, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
-    if (file != nullptr) std::fclose(file);
-  }
-  EVP_PKEY_free(key);
-  return ok;
 }
 
 // How a test opens its store; the same settings mean the same thing on both backends.
@@ -983,7 +969,7 @@ TEST_P(StoreConformanceTest, VerifyDetectsAnEditedLogEntryAndAnEditedStatus) {
 
 TEST_P(StoreConformanceTest, SignedHeadsDetectARemovedTail) {
   const std::string key = dir_.path() + "/head.pem";
-  ASSERT_TRUE(WriteSigningKey(key));
+  ASSERT_TRUE(WriteEd25519Key(key));
   absl::StatusOr<std::shared_ptr<const HeadSigner>> signer = HeadSigner::FromPrivateKeyFile(key);
   ASSERT_TRUE(signer.ok()) << signer.status();
   Settings signing;
