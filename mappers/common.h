@@ -51,12 +51,21 @@ struct MapOutput {
   std::vector<v1::Alert> alerts;
 };
 
+// What the transaction log holds of the record's previous version (the newest one logged with the
+// same record_id, not counting pushes the gateway rejected), for mappings that change what that
+// version wrote at the EHR: a questionnaire corrected to PHQ-9 item 9 = 0 resolves the Flag the
+// previous version raised. Empty for a record's first version. The caller reads it from the log
+// (Store::PreviousAlerts); mappers stay pure.
+struct PreviousVersion {
+  std::vector<v1::Alert> alerts;  // the safety alerts the previous version raised
+};
+
 // One record kind's mapping. Implementations are stateless; `record` has passed ValidateRecord.
 class RecordMapper {
  public:
   virtual ~RecordMapper() = default;
-  virtual absl::Status ToFhir(const v1::ClinicRecord& record, const MapContext& context,
-                              MapOutput& out) const = 0;
+  virtual absl::Status ToFhir(const v1::ClinicRecord& record, const PreviousVersion& previous,
+                              const MapContext& context, MapOutput& out) const = 0;
 };
 
 // Returns the deterministic urn:uuid of the resource `type` that the tenant identifies by `value`.

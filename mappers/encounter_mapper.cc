@@ -25,7 +25,8 @@ const char* EncounterStatus(v1::EncounterRecord::Status status) {
 
 }  // namespace
 
-absl::Status EncounterMapper::ToFhir(const v1::ClinicRecord& record, const MapContext& context,
+absl::Status EncounterMapper::ToFhir(const v1::ClinicRecord& record,
+                                     const PreviousVersion& /*previous*/, const MapContext& context,
                                      MapOutput& out) const {
   fhir::TransactionBundle& bundle = out.bundle;
   JsonAlloc& a = bundle.alloc();

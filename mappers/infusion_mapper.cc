@@ -293,7 +293,8 @@ void AddAdverseEvents(const v1::ClinicRecord& record, const ObservationFrame& fr
 
 }  // namespace
 
-absl::Status InfusionMapper::ToFhir(const v1::ClinicRecord& record, const MapContext& context,
+absl::Status InfusionMapper::ToFhir(const v1::ClinicRecord& record,
+                                    const PreviousVersion& /*previous*/, const MapContext& context,
                                     MapOutput& out) const {
   fhir::TransactionBundle& bundle = out.bundle;
   JsonAlloc& a = bundle.alloc();

@@ -10,8 +10,8 @@ namespace fhirgw::mappers {
 
 class InfusionMapper final : public RecordMapper {
  public:
-  absl::Status ToFhir(const v1::ClinicRecord& record, const MapContext& context,
-                      MapOutput& out) const override;
+  absl::Status ToFhir(const v1::ClinicRecord& record, const PreviousVersion& previous,
+                      const MapContext& context, MapOutput& out) const override;
 };
 
 }  // namespace fhirgw::mappers

@@ -91,6 +91,7 @@ Json Dosage(JsonAlloc& a, const v1::MedicationStatementRecord& statement) {
 }  // namespace
 
 absl::Status MedicationStatementMapper::ToFhir(const v1::ClinicRecord& record,
+                                               const PreviousVersion& /*previous*/,
                                                const MapContext& context, MapOutput& out) const {
   fhir::TransactionBundle& bundle = out.bundle;
   JsonAlloc& a = bundle.alloc();

@@ -9,8 +9,8 @@ namespace fhirgw::mappers {
 
 class MedicationStatementMapper final : public RecordMapper {
  public:
-  absl::Status ToFhir(const v1::ClinicRecord& record, const MapContext& context,
-                      MapOutput& out) const override;
+  absl::Status ToFhir(const v1::ClinicRecord& record, const PreviousVersion& previous,
+                      const MapContext& context, MapOutput& out) const override;
 };
 
 }  // namespace fhirgw::mappers

@@ -6,6 +6,7 @@
 #include "fhir/codes.h"
 #include "fhir/datatypes.h"
 #include "fhir/instruments.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace fhirgw::mappers {
 namespace {
@@ -82,9 +83,40 @@ Json SurveyObservation(JsonAlloc& a, const MapContext& context, absl::string_vie
   return obs;
 }
 
+bool RaisedSuicidalIdeation(const PreviousVersion& previous) {
+  for (const v1::Alert& alert : previous.alerts) {
+    if (alert.kind() == v1::Alert::SUICIDAL_IDEATION) return true;
+  }
+  return false;
+}
+
+// The Flag.code text of a Flag that a later version of the record no longer supports: resolved by
+// a correction, or retracted with the record.
+std::string ResolvedFlagText(const fhir::Instrument& instrument, const fhir::AnswerOption& item9,
+                             bool retracted) {
+  if (retracted) {
+    return "Entered in error with its questionnaire, whose earlier version answered PHQ-9 item 9 "
+           "above 0";
+  }
+  if (instrument.id != fhir::InstrumentId::kPhq9) {
+    return "Resolved: the questionnaire was corrected and no longer answers PHQ-9 item 9 above 0";
+  }
+  return absl::StrCat("Resolved: PHQ-9 item 9 corrected to \"", item9.display,
+                      "\"; the earlier positive answer no longer stands");
+}
+
+// When a correction resolved the Flag: when it was recorded, but never before the questionnaire
+// was authored (the Flag's period starts there).
+std::string ResolvedAt(const v1::ClinicRecord& record) {
+  const google::protobuf::Timestamp& authored = record.questionnaire().authored();
+  const google::protobuf::Timestamp& recorded = record.recorded_at();
+  return Instant(record.has_recorded_at() && recorded > authored ? recorded : authored);
+}
+
 }  // namespace
 
-absl::Status QuestionnaireMapper::ToFhir(const v1::ClinicRecord& record, const MapContext& context,
+absl::Status QuestionnaireMapper::ToFhir(const v1::ClinicRecord& record,
+                                         const PreviousVersion& previous, const MapContext& context,
                                          MapOutput& out) const {
   fhir::TransactionBundle& bundle = out.bundle;
   JsonAlloc& a = bundle.alloc();
@@ -173,21 +205,28 @@ absl::Status QuestionnaireMapper::ToFhir(const v1::ClinicRecord& record, const M
   bundle.AddConditionalUpdate(Urn(context, "Observation", total_id), std::move(total_obs),
                               "Observation", obs_system, total_id);
 
-  // Suicidal ideation: PHQ-9 item 9 above 0 raises a Flag at the EHR and an alert to the caller.
+  // Suicidal ideation: PHQ-9 item 9 above 0 raises a Flag at the EHR and an alert to the caller. A
+  // later version that no longer answers it above 0 resolves the Flag its previous version raised:
+  // the same Flag (same identifier, so the same conditional update), inactive from when the
+  // correction was recorded.
   const int item9 = instrument.id == fhir::InstrumentId::kPhq9 ? value_of_item[9] : 0;
-  if (item9 > 0) {
-    const fhir::AnswerOption& option = frequency[item9];
+  if (item9 > 0 || RaisedSuicidalIdeation(previous)) {
     const std::string flag_id = absl::StrCat(record_id, "/suicidal-ideation");
     Json flag = StartResource(a, "Flag", context.systems.flag, flag_id);
-    flag.Str("status", retracted ? "entered-in-error" : "active");
+    const bool active = item9 > 0;
+    flag.Str("status", retracted ? "entered-in-error" : active ? "active" : "inactive");
     flag.Put("category", Json::Array(a).Push(fhir::CodeableConcept(a, fhir::kFlagCategory,
                                                                    "clinical", "Clinical")));
-    flag.Put("code", fhir::CodeableConceptWithText(
-                         a, fhir::kSnomed, fhir::kSnomedSuicidalThoughts, "Suicidal thoughts",
-                         absl::StrCat("PHQ-9 item 9 positive (", option.display,
-                                      "): thoughts of being better off dead or of self-harm")));
+    flag.Put("code",
+             fhir::CodeableConceptWithText(
+                 a, fhir::kSnomed, fhir::kSnomedSuicidalThoughts, "Suicidal thoughts",
+                 active ? absl::StrCat("PHQ-9 item 9 positive (", frequency[item9].display,
+                                       "): thoughts of being better off dead or of "
+                                       "self-harm")
+                        : ResolvedFlagText(instrument, frequency[value_of_item[9]], retracted)));
     flag.Put("subject", fhir::Reference(a, patient_urn));
-    flag.Put("period", fhir::Period(a, Instant(q.authored()), ""));
+    const std::string start = Instant(q.authored());
+    flag.Put("period", fhir::Period(a, start, active || retracted ? "" : ResolvedAt(record)));
     if (!q.encounter_id().empty()) {
       flag.Put("encounter", fhir::IdentifierReference(a, "Encounter", context.systems.encounter,
                                                       q.encounter_id()));

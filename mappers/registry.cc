@@ -32,7 +32,7 @@ const RecordMapper* MapperFor(v1::ClinicRecord::BodyCase body) {
 }
 
 absl::StatusOr<MapOutput> MapToFhir(const v1::ClinicRecord& record, const MapContext& context,
-                                    fhir::IssueList& issues) {
+                                    fhir::IssueList& issues, const PreviousVersion& previous) {
   const size_t first_new = issues.size();
   ValidateRecord(record, issues);
   fhir::IssueList found(issues.begin() + static_cast<std::ptrdiff_t>(first_new), issues.end());
@@ -42,10 +42,12 @@ absl::StatusOr<MapOutput> MapToFhir(const v1::ClinicRecord& record, const MapCon
   const RecordMapper* mapper = MapperFor(record.body_case());
   if (mapper == nullptr) return absl::InvalidArgumentError("body: no record kind is set");
   MapOutput out;
-  FHIRGW_RETURN_IF_ERROR(mapper->ToFhir(record, context, out));
+  FHIRGW_RETURN_IF_ERROR(mapper->ToFhir(record, previous, context, out));
   out.alerts = std::move(alerts);
   return out;
 }
+
+bool UsesPreviousVersion(const v1::ClinicRecord& record) { return record.has_questionnaire(); }
 
 const char* KindName(v1::ClinicRecord::BodyCase body) {
   switch (body) {

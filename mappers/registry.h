@@ -3,6 +3,8 @@
 //   fhir::IssueList issues;
 //   absl::StatusOr<MapOutput> out = MapToFhir(record, MapContext::ForTenant("clinic-a"), issues);
 //   if (!out.ok()) { /* InvalidArgument; `issues` names every bad field */ }
+//   // A later version of a record: pass what the log holds of the version before.
+//   out = MapToFhir(correction, context, issues, PreviousVersion{.alerts = logged_alerts});
 //   std::string bundle = out->bundle.Write(fhir::JsonStyle::kCompact);
 #ifndef FHIRGW_MAPPERS_REGISTRY_H_
 #define FHIRGW_MAPPERS_REGISTRY_H_
@@ -17,9 +19,16 @@ namespace fhirgw::mappers {
 const RecordMapper* MapperFor(v1::ClinicRecord::BodyCase body);
 
 // Validates `record` and maps it to a transaction Bundle. Data problems are appended to `issues`
-// and give InvalidArgument listing each as "path: message"; nothing is mapped then.
+// and give InvalidArgument listing each as "path: message"; nothing is mapped then. `previous` is
+// what the log holds of the record's previous version (see UsesPreviousVersion); a dry run such as
+// `fhirgw translate` maps without it.
 absl::StatusOr<MapOutput> MapToFhir(const v1::ClinicRecord& record, const MapContext& context,
-                                    fhir::IssueList& issues);
+                                    fhir::IssueList& issues, const PreviousVersion& previous = {});
+
+// True when the mapping of `record` depends on its PreviousVersion (a questionnaire: its
+// correction resolves the suicidal-ideation Flag of the version before), so that callers read the
+// log only for the records that need it.
+bool UsesPreviousVersion(const v1::ClinicRecord& record);
 
 // The record kind as a short lowercase name ("infusion", ...), for metrics and logs.
 const char* KindName(v1::ClinicRecord::BodyCase body);

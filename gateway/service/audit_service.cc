@@ -42,8 +42,10 @@ ActionCode ActionOf(v1::LogEntry::Event event) {
   }
 }
 
-// AuditEvent.outcome: 0 success, 4 minor failure (refused), 8 serious failure (no answer / 5xx).
+// AuditEvent.outcome: 0 success, 4 minor failure (refused: by the EHR, or a record the gateway
+// rejected), 8 serious failure (no answer / 5xx).
 const char* OutcomeOf(const v1::LogEntry& entry) {
+  if (entry.event() == v1::LogEntry::RECORD_LOGGED && entry.status() == v1::REJECTED) return "4";
   if (entry.event() != v1::LogEntry::DELIVERY_ATTEMPT) return "0";
   switch (entry.attempt().outcome()) {
     case v1::DeliveryAttempt::SUCCESS:

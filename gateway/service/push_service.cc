@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "base/clock.h"
 #include "base/digest.h"
+#include "fhir/issues.h"
+#include "fhir/json.h"
 #include "gateway/ops/log.h"
 #include "gateway/service/status.h"
 #include "gateway/service/watch_inbound.h"
@@ -138,7 +140,67 @@ void DeliveryWaiters::TimerLoop() {
   }
 }
 
+// --- PerRecordOrder ---------------------------------------------------------------------------
+
+void PerRecordOrder::Run(const std::string& clinic_id, const std::string& record_id,
+                         std::function<void()> work) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, idle] = waiting_.try_emplace(Key(clinic_id, record_id));
+    if (!idle) {
+      it->second.push_back(std::move(work));
+      return;
+    }
+  }
+  work();
+}
+
+void PerRecordOrder::Done(const std::string& clinic_id, const std::string& record_id) {
+  std::function<void()> next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = waiting_.find(Key(clinic_id, record_id));
+    if (it == waiting_.end()) return;
+    if (it->second.empty()) {
+      waiting_.erase(it);
+      return;
+    }
+    next = std::move(it->second.front());
+    it->second.pop_front();
+  }
+  next();
+}
+
 // --- PushProcessor ----------------------------------------------------------------------------
+
+namespace {
+
+// What the log keeps of a rejection: an OperationOutcome naming every issue of the record (or the
+// rejection's message when validation named none).
+std::string RejectionOutcome(const fhir::IssueList& issues, const absl::Status& rejection) {
+  fhir::JsonDocument doc;
+  const fhir::IssueList listed =
+      issues.empty() ? fhir::IssueList{{"", std::string(rejection.message())}} : issues;
+  return fhir::WriteJson(fhir::OperationOutcome(listed, "invalid", doc.GetAllocator()).value(),
+                         fhir::JsonStyle::kCompact);
+}
+
+// The fields of `record`'s log entry that do not depend on its mapping.
+NewEntry EntryOf(const v1::ClinicRecord& record, const std::string& principal) {
+  NewEntry entry;
+  entry.clinic_id = record.clinic_id();
+  entry.record_id = record.record_id();
+  entry.patient_id = record.patient().clinic_patient_id();
+  entry.record = DeterministicBytes(record);
+  entry.content_hash = base::Sha256(entry.record);
+  entry.kind = mappers::RecordKindOf(record);
+  entry.direction = v1::CLINIC_TO_EHR;
+  entry.principal = principal;
+  entry.received_at_ms = base::UnixMillis();
+  return entry;
+}
+
+}  // namespace
 
 PushProcessor::PushProcessor(Store& store, const Routing& routing, DeliveryService& delivery,
                              MetricsRegistry& metrics)
@@ -150,40 +212,69 @@ PushProcessor::PushProcessor(Store& store, const Routing& routing, DeliveryServi
                                     "Time from receiving a push to its durable acknowledgement",
                                     LatencyBuckets())) {}
 
+void PushProcessor::CountPush(const char* kind, const char* outcome) {
+  metrics_
+      .GetCounter("fhirgw_pushes_total", "Pushes by record kind and outcome",
+                  {{"kind", kind}, {"outcome", outcome}})
+      .Inc();
+}
+
 void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& principal,
                             Done done) {
+  if (!mappers::UsesPreviousVersion(record)) {
+    MapAndLog(record, principal, mappers::PreviousVersion(), std::move(done));
+    return;
+  }
+  // One push of the record at a time (see the header); replicas sharing PostgreSQL do not order
+  // pushes between them.
+  record_order_.Run(
+      record.clinic_id(), record.record_id(),
+      [this, record, principal, done = std::move(done)]() mutable {
+        Done finish = [this, clinic_id = record.clinic_id(), record_id = record.record_id(),
+                       done = std::move(done)](absl::StatusOr<v1::PushResponse> result) {
+          done(std::move(result));
+          record_order_.Done(clinic_id, record_id);
+        };
+        absl::StatusOr<std::vector<v1::Alert>> alerts =
+            store_.PreviousAlerts(record.clinic_id(), record.record_id(), v1::CLINIC_TO_EHR);
+        if (!alerts.ok()) {
+          CountPush(mappers::KindName(record.body_case()), "error");
+          LogError(absl::StrCat("record ", record.record_id(), " not mapped: its previous version ",
+                                "cannot be read: ", alerts.status().message()));
+          finish(alerts.status());
+          return;
+        }
+        MapAndLog(record, principal, mappers::PreviousVersion{*std::move(alerts)},
+                  std::move(finish));
+      });
+}
+
+void PushProcessor::MapAndLog(const v1::ClinicRecord& record, const std::string& principal,
+                              const mappers::PreviousVersion& previous, Done done) {
   const base::Stopwatch watch;
   const char* kind = mappers::KindName(record.body_case());
   fhir::IssueList issues;
   const mappers::MapContext context = routing_.ContextFor(record.clinic_id());
-  absl::StatusOr<mappers::MapOutput> mapped = mappers::MapToFhir(record, context, issues);
+  absl::StatusOr<mappers::MapOutput> mapped = mappers::MapToFhir(record, context, issues, previous);
   if (!mapped.ok()) {
-    metrics_
-        .GetCounter("fhirgw_pushes_total", "Pushes by record kind and outcome",
-                    {{"kind", kind}, {"outcome", "invalid"}})
-        .Inc();
+    CountPush(kind, "invalid");
     for (const v1::Alert& alert : mappers::AlertsOf(mapped.status())) {
       // The alert kind only: its message may hold clinical detail.
       LogWarning(absl::StrCat("record ", record.record_id(), " of ", record.clinic_id(),
                               " rejected as invalid; it raised alert ",
                               v1::Alert::Kind_Name(alert.kind())));
     }
-    done(mapped.status());
+    if (mapped.status().code() != absl::StatusCode::kInvalidArgument) {
+      done(mapped.status());
+      return;
+    }
+    LogRejection(record, principal, issues, mapped.status(), std::move(done));
     return;
   }
-  NewEntry entry;
-  entry.clinic_id = record.clinic_id();
-  entry.record_id = record.record_id();
-  entry.patient_id = record.patient().clinic_patient_id();
-  entry.record = DeterministicBytes(record);
-  entry.content_hash = base::Sha256(entry.record);
-  entry.kind = mappers::RecordKindOf(record);
-  entry.direction = v1::CLINIC_TO_EHR;
+  NewEntry entry = EntryOf(record, principal);
   entry.destination = routing_.DestinationFor(record.clinic_id());
   entry.fhir_json = mapped->bundle.Write(fhir::JsonStyle::kCompact);
   entry.alerts = std::move(mapped->alerts);
-  entry.principal = principal;
-  entry.received_at_ms = base::UnixMillis();
   entry.patient_keys.push_back(
       absl::StrCat(context.systems.patient, "|", record.patient().clinic_patient_id()));
   for (const v1::Identifier& id : record.patient().identifiers()) {
@@ -192,10 +283,7 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
   store_.Append(std::move(entry), [this, kind, watch, record_id = record.record_id(),
                                    done = std::move(done)](absl::StatusOr<AppendResult> result) {
     if (!result.ok()) {
-      metrics_
-          .GetCounter("fhirgw_pushes_total", "Pushes by record kind and outcome",
-                      {{"kind", kind}, {"outcome", "error"}})
-          .Inc();
+      CountPush(kind, "error");
       LogError(absl::StrCat("record ", record_id, " not logged: ", result.status().message()));
       done(result.status());
       return;
@@ -207,14 +295,30 @@ void PushProcessor::Process(const v1::ClinicRecord& record, const std::string& p
     response.set_record_id(record_id);
     response.set_version(result->version);
     for (v1::Alert& alert : result->alerts) *response.add_alerts() = std::move(alert);
-    metrics_
-        .GetCounter("fhirgw_pushes_total", "Pushes by record kind and outcome",
-                    {{"kind", kind}, {"outcome", result->duplicate ? "duplicate" : "accepted"}})
-        .Inc();
+    CountPush(kind, result->duplicate ? "duplicate" : "accepted");
     latency_.Observe(watch.ElapsedSeconds());
     if (!result->duplicate) delivery_.Wake();
     done(std::move(response));
   });
+}
+
+void PushProcessor::LogRejection(const v1::ClinicRecord& record, const std::string& principal,
+                                 const fhir::IssueList& issues, const absl::Status& rejection,
+                                 Done done) {
+  NewEntry entry = EntryOf(record, principal);
+  entry.rejected = true;
+  entry.fhir_json = RejectionOutcome(issues, rejection);
+  entry.alerts = mappers::AlertsOf(rejection);
+  store_.Append(std::move(entry),
+                [record_id = record.record_id(), clinic_id = record.clinic_id(), rejection,
+                 done = std::move(done)](absl::StatusOr<AppendResult> logged) {
+                  // The clinic still learns what to fix; the operator learns the log missed it.
+                  if (!logged.ok()) {
+                    LogError(absl::StrCat("the rejection of record ", record_id, " of ", clinic_id,
+                                          " was not logged: ", logged.status().message()));
+                  }
+                  done(rejection);
+                });
 }
 
 // --- ClinicGatewayService ---------------------------------------------------------------------

@@ -10,20 +10,26 @@
 //
 // A push is validated, mapped and routed on the gRPC thread, then handed to the store's group
 // commit; the answer goes out from the commit thread once the record is durable. No thread waits
-// for an fsync.
+// for an fsync. A record whose mapping reads its previous version from the log (a questionnaire:
+// a correction resolves the earlier suicidal-ideation Flag) waits for the pushes of the same
+// record before it, so that a correction streamed right behind the version it corrects sees that
+// version; the next one then starts on the commit thread.
 #ifndef FHIRGW_GATEWAY_SERVICE_PUSH_SERVICE_H_
 #define FHIRGW_GATEWAY_SERVICE_PUSH_SERVICE_H_
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "fhir/issues.h"
 #include "fhirgw/v1/gateway.grpc.pb.h"
 #include "gateway/config/config.h"
 #include "gateway/delivery/delivery.h"
@@ -31,6 +37,7 @@
 #include "gateway/ops/metrics.h"
 #include "gateway/security/auth.h"
 #include "gateway/store/store.h"
+#include "mappers/common.h"
 
 namespace fhirgw::gateway {
 
@@ -65,22 +72,50 @@ bool IsFinalStatus(v1::TransactionStatus status);
 // Serializes `record` deterministically (the input of the content hash that detects resends).
 std::string DeterministicBytes(const v1::ClinicRecord& record);
 
+// Runs work one at a time per (clinic_id, record_id), in the order it was submitted; work for other
+// records runs at once.
+class PerRecordOrder {
+ public:
+  // Runs `work` now when no work of the record runs, else once the work before it is Done.
+  void Run(const std::string& clinic_id, const std::string& record_id, std::function<void()> work);
+  // Ends the running work of the record and runs the next one waiting, if any, on this thread.
+  void Done(const std::string& clinic_id, const std::string& record_id);
+
+ private:
+  using Key = std::pair<std::string, std::string>;
+  std::mutex mu_;
+  // A record is present while its work runs, with the work waiting behind it; guarded by mu_.
+  std::map<Key, std::deque<std::function<void()>>> waiting_;
+};
+
 // Validates, maps, routes and logs one record; shared by Push and PushStream.
 class PushProcessor {
  public:
   using Done = std::function<void(absl::StatusOr<v1::PushResponse>)>;
   PushProcessor(Store& store, const Routing& routing, DeliveryService& delivery,
                 MetricsRegistry& metrics);
-  // Answers `done` with the response once the record is durable, or at once with InvalidArgument
-  // naming every bad field.
+  // Answers `done` with the response once the record is durable. A record that fails validation
+  // is logged as REJECTED (never delivered; Store's NewEntry::rejected) and answered with
+  // InvalidArgument naming every bad field, its alerts attached (mappers::WithAlerts).
   void Process(const v1::ClinicRecord& record, const std::string& principal, Done done);
 
  private:
+  // Maps `record` with what the log holds of its `previous` version and logs it (or its
+  // rejection).
+  void MapAndLog(const v1::ClinicRecord& record, const std::string& principal,
+                 const mappers::PreviousVersion& previous, Done done);
+  // Logs `record`, refused by validation with `rejection` (`issues` name each bad field), then
+  // answers `done` with `rejection`.
+  void LogRejection(const v1::ClinicRecord& record, const std::string& principal,
+                    const fhir::IssueList& issues, const absl::Status& rejection, Done done);
+  void CountPush(const char* kind, const char* outcome);
+
   Store& store_;
   const Routing& routing_;
   DeliveryService& delivery_;
   MetricsRegistry& metrics_;
   Histogram& latency_;
+  PerRecordOrder record_order_;
 };
 
 class ClinicGatewayService final : public v1::ClinicGateway::CallbackService {

@@ -148,7 +148,9 @@ AppendResult NewVersionResult(const NewEntry& entry, const PreparedEntry& prepar
   AppendResult result;
   result.transaction_id = prepared.transaction_id;
   result.version = version;
-  result.status = entry.direction == v1::CLINIC_TO_EHR ? v1::ACCEPTED : v1::RECORDED;
+  result.status = entry.rejected                         ? v1::REJECTED
+                  : entry.direction == v1::CLINIC_TO_EHR ? v1::ACCEPTED
+                                                         : v1::RECORDED;
   result.alerts = entry.alerts;
   result.sequence = sequence;
   return result;

@@ -81,9 +81,15 @@ struct PreparedEntry {
 PreparedEntry PrepareEntry(const NewEntry& entry, const PayloadCipher* cipher);
 
 // The newest version of a record, read by kLatestVersionSql (clinic ?1, record ?2, direction ?3).
+// Rejected pushes (NewEntry::rejected, versions below 0) are not versions.
 inline constexpr char kLatestVersionSql[] =
     "SELECT id, version, content_hash, status, alerts, seq FROM transactions "
-    "WHERE clinic_id = ?1 AND record_id = ?2 AND direction = ?3 ORDER BY version DESC LIMIT 1";
+    "WHERE clinic_id = ?1 AND record_id = ?2 AND direction = ?3 AND version > 0 "
+    "ORDER BY version DESC LIMIT 1";
+// The version of a record's next rejected push: -1 for the first, then -2, ... (same parameters).
+inline constexpr char kNextRejectionSql[] =
+    "SELECT coalesce(min(version), 0) - 1 FROM transactions "
+    "WHERE clinic_id = ?1 AND record_id = ?2 AND direction = ?3 AND version < 0";
 struct LatestVersion {
   int64_t version = 0;
   std::string content_hash;
@@ -93,8 +99,8 @@ struct LatestVersion {
 // Reads the columns of kLatestVersionSql's row starting at `first`.
 LatestVersion LatestFromRow(const SqlRow& row, int first);
 
-// The result of logging `entry` as a new transaction, version `version`, at chain position
-// `sequence`.
+// The result of logging `entry` as a new transaction, version `version` (a rejected entry's from
+// kNextRejectionSql), at chain position `sequence`.
 AppendResult NewVersionResult(const NewEntry& entry, const PreparedEntry& prepared, int64_t version,
                               int64_t sequence);
 

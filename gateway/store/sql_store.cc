@@ -62,6 +62,22 @@ absl::StatusOr<bool> SqlStore::HasRecord(absl::string_view clinic_id, absl::stri
   return found;
 }
 
+absl::StatusOr<std::vector<v1::Alert>> SqlStore::PreviousAlerts(absl::string_view clinic_id,
+                                                                absl::string_view record_id,
+                                                                v1::Direction direction) {
+  std::optional<LatestVersion> latest;
+  FHIRGW_RETURN_IF_ERROR(WithReader([&](SqlReader& db) {
+    return db.Query(kLatestVersionSql,
+                    {std::string(clinic_id), std::string(record_id), int64_t{direction}},
+                    [&](const SqlRow& row) {
+                      latest = LatestFromRow(row, 0);
+                      return absl::OkStatus();
+                    });
+  }));
+  if (!latest.has_value()) return std::vector<v1::Alert>();
+  return OpenAlerts(cipher(), std::move(latest->sealed_alerts));
+}
+
 absl::StatusOr<std::vector<EhrPatient>> SqlStore::EhrPatients(absl::string_view destination) {
   const std::string prefix = absl::StrCat(destination, "|Patient/");
   std::vector<EhrPatient> patients;

@@ -34,6 +34,9 @@ class SqlStore : public Store {
       const std::vector<std::string>& keys) override;
   absl::StatusOr<bool> HasRecord(absl::string_view clinic_id, absl::string_view record_id,
                                  v1::Direction direction) override;
+  absl::StatusOr<std::vector<v1::Alert>> PreviousAlerts(absl::string_view clinic_id,
+                                                        absl::string_view record_id,
+                                                        v1::Direction direction) override;
   absl::StatusOr<std::vector<EhrPatient>> EhrPatients(absl::string_view destination) override;
   absl::StatusOr<std::vector<InboundItem>> ListInbound(absl::string_view clinic_id,
                                                        int64_t after_sequence, int limit) override;

@@ -43,6 +43,13 @@ struct NewEntry {
   // Keys under which the patient is known, "system|value" (outbound: the clinic's id and the other
   // identifiers pushed), so that hospital data about the patient can be routed back to the clinic.
   std::vector<std::string> patient_keys;
+  // A clinic record the gateway refused (validation), logged so that auditors see every push:
+  // status REJECTED, `fhir_json` the OperationOutcome naming its issues, `alerts` the ones it
+  // raised anyway, no destination and no patient keys (its data is not trusted for routing). It
+  // takes no version of the record: the rejections of a record are numbered -1, -2, ..., so that a
+  // corrected resubmission becomes the version the rejected push would have been. It is never
+  // deduplicated (each rejected push is logged) and never delivered.
+  bool rejected = false;
 };
 
 struct AppendResult {
@@ -127,7 +134,8 @@ class Store {
 
   // Logs `entry` durably and then calls `done` (on the store's commit thread: keep it short). A
   // resend of the same (clinic_id, record_id, content_hash) as the newest version returns that
-  // transaction with duplicate = true and logs nothing; a changed content becomes version N+1.
+  // transaction with duplicate = true and logs nothing; a changed content becomes version N+1. A
+  // rejected entry (NewEntry::rejected) is always logged, as a rejection, not as a version.
   virtual void Append(NewEntry entry, AppendCallback done) = 0;
 
   // Logs every entry of `entries` in one database transaction, or none of them (for FHIR
@@ -144,6 +152,13 @@ class Store {
   // clinic's own records when the EHR returns them in a search).
   virtual absl::StatusOr<bool> HasRecord(absl::string_view clinic_id, absl::string_view record_id,
                                          v1::Direction direction) = 0;
+
+  // Returns the alerts of the newest version of `record_id` that `clinic_id` logged in `direction`
+  // (rejected pushes are not versions), or none when there is no version yet: what a correction
+  // must resolve at the EHR (mappers::PreviousVersion).
+  virtual absl::StatusOr<std::vector<v1::Alert>> PreviousAlerts(absl::string_view clinic_id,
+                                                                absl::string_view record_id,
+                                                                v1::Direction direction) = 0;
 
   // Returns the patients whose EHR ids are known at `destination`.
   virtual absl::StatusOr<std::vector<EhrPatient>> EhrPatients(absl::string_view destination) = 0;

@@ -27,6 +27,7 @@
 #include "fhirgw/v1/audit.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "mappers/record_json.h"
 #include "tests/integration/harness.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/test_certs.h"
@@ -502,6 +503,93 @@ TEST_F(AuditIntegrationTest, TheAuditCommandLineVerifiesATlsGatewayWithTheGivenC
   EXPECT_THAT(no_ca.err, HasSubstr("--tls_ca_file: cannot read " + root_ + "/missing.pem"));
 }
 
+// A record the gateway refuses (issue #13) is in the transaction log for the auditors: REJECTED,
+// with the OperationOutcome naming its issues and the SUICIDAL_IDEATION alert it raised anyway,
+// hash-chained and exported like everything else, and never delivered. It takes no version: the
+// corrected resubmission is version 1.
+TEST_F(AuditIntegrationTest, ARejectedRecordIsLoggedWithItsIssuesAndAlertsAndNeverDelivered) {
+  ASSERT_NO_FATAL_FAILURE(StartGateway());
+  absl::StatusOr<v1::ClinicRecord> record = mappers::ParseRecordJson(ReadFile(
+      SourcePath("tests/golden/questionnaire/invalid/item9-positive-but-rejected.record.json")));
+  ASSERT_TRUE(record.ok()) << record.status();
+  v1::PushRequest request;
+  *request.mutable_record() = *record;
+  v1::PushResponse response;
+  {
+    grpc::ClientContext context;
+    const grpc::Status status =
+        gateway_->stub().Push(Prepare(context, kClinicToken), request, &response);
+    ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  }
+
+  // The auditor finds it by status and record id, without payloads.
+  v1::QueryTransactionsRequest by_status;
+  by_status.set_status(v1::REJECTED);
+  by_status.set_record_id(record->record_id());
+  const v1::QueryTransactionsResponse found = Query(by_status);
+  ASSERT_THAT(found.transactions(), SizeIs(1));
+  const v1::Transaction& listed = found.transactions(0);
+  EXPECT_EQ(listed.version(), -1);
+  EXPECT_EQ(listed.kind(), v1::QUESTIONNAIRE);
+  EXPECT_EQ(listed.direction(), v1::CLINIC_TO_EHR);
+  EXPECT_EQ(listed.destination(), "");
+  EXPECT_EQ(listed.principal(), "lakeside-emr");
+  ASSERT_THAT(listed.alerts(), SizeIs(1));
+  EXPECT_EQ(listed.alerts(0).kind(), v1::Alert::SUICIDAL_IDEATION);
+  // With payloads: the record as pushed and the issues, no attempt.
+  v1::Transaction full;
+  ASSERT_TRUE(GetTransaction(listed.transaction_id(), &full).ok());
+  EXPECT_EQ(full.record().record_id(), record->record_id());
+  EXPECT_THAT(full.fhir_json(), AllOf(HasSubstr(R"("resourceType":"OperationOutcome")"),
+                                      HasSubstr("item 3 of PHQ-9 is not answered"),
+                                      HasSubstr(R"("expression":["questionnaire.answers"])")));
+  EXPECT_THAT(full.attempts(), IsEmpty());
+  // The command line finds it too.
+  const SubprocessResult cli = Cli({"query", std::string("--token=") + kAuditorToken,
+                                    "--status=rejected", "--record_id=" + record->record_id()});
+  ASSERT_TRUE(cli.ExitedWith(0)) << cli.Describe();
+  EXPECT_THAT(cli.out, HasSubstr(" QUESTIONNAIRE CLINIC_TO_EHR REJECTED - " + record->record_id() +
+                                 " v-1\n"));
+
+  // The corrected resubmission (item 3 answered) is version 1, and the only thing delivered.
+  v1::ClinicRecord corrected = *record;
+  v1::Answer* item3 = corrected.mutable_questionnaire()->add_answers();
+  item3->set_item(3);
+  item3->set_value(1);
+  corrected.mutable_questionnaire()->clear_reported_total();
+  *request.mutable_record() = corrected;
+  request.set_wait_for_delivery(true);
+  {
+    grpc::ClientContext context;
+    const grpc::Status status =
+        gateway_->stub().Push(Prepare(context, kClinicToken), request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << gateway_->Describe();
+  }
+  EXPECT_EQ(response.version(), 1);
+  EXPECT_FALSE(response.duplicate());
+  WaitForStatus(response.transaction_id(), v1::DELIVERED);
+  EXPECT_EQ(ehr_->Requests(), 1) << ehr_->RequestLog(10);
+
+  // Hash-chained: three entries (the rejection, the version, its attempt), all verified and
+  // exported; the rejection's AuditEvent is a failure and valid R4.
+  const v1::VerifyLogResponse verified = VerifyWhenSigned();
+  EXPECT_TRUE(verified.ok()) << verified.message();
+  EXPECT_EQ(verified.entries_checked(), 3);
+  const std::vector<v1::AuditEventChunk> chunks = Export(v1::ExportAuditEventsRequest());
+  ASSERT_THAT(chunks, SizeIs(3));
+  rapidjson::Document event = ParseJson(chunks[0].audit_event_json());
+  ASSERT_TRUE(event.IsObject()) << chunks[0].audit_event_json();
+  EXPECT_STREQ(event["outcome"].GetString(), "4");
+  EXPECT_THAT(std::string(event["outcomeDesc"].GetString()), HasSubstr("status REJECTED"));
+  const std::string path = root_ + "/rejection-audit-event.json";
+  ASSERT_TRUE(WriteFile(path, chunks[0].audit_event_json()));
+  SubprocessOptions validate;
+  validate.argv = {NODE_EXECUTABLE, "tests/node/validate.mjs", path};
+  validate.working_dir = FHIRGW_SOURCE_DIR;
+  const SubprocessResult validated = RunSubprocess(validate, 180s);
+  EXPECT_TRUE(validated.ExitedWith(0)) << validated.Describe();
+}
+
 TEST_F(AuditIntegrationTest, PhiNeverReachesTheProcessLogsNorTheDatabaseFile) {
   ASSERT_NO_FATAL_FAILURE(StartGateway());
   auto with_phi = [](v1::ClinicRecord record) {
@@ -571,9 +659,10 @@ TEST_F(AuditIntegrationTest, PhiNeverReachesTheProcessLogsNorTheDatabaseFile) {
         grpc::StatusCode::INVALID_ARGUMENT);
   }
   // The auditor looks at all of it.
+  // Five pushes logged as transactions (the invalid one as REJECTED), the foreign one not.
   v1::QueryTransactionsRequest by_patient;
   by_patient.set_patient_identifier("P-PHI");
-  EXPECT_THAT(QueryIds(by_patient), SizeIs(4));
+  EXPECT_THAT(QueryIds(by_patient), SizeIs(5));
   v1::Transaction full;
   ASSERT_TRUE(GetTransaction(delivered, &full).ok());
   EXPECT_EQ(full.record().patient().family_name(), "Zyxwvutsrqpo");

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/empty.pb.h"
 #include "google/protobuf/wrappers.pb.h"
@@ -772,7 +773,7 @@ TEST_F(GatewayIntegrationTest, HealthReadinessAndMetrics) {
 }
 
 // 10. Bad input: INVALID_ARGUMENT naming every bad field path, and nothing logged or sent.
-TEST_F(GatewayIntegrationTest, InvalidRecordNamesEveryBadFieldAndLogsNothing) {
+TEST_F(GatewayIntegrationTest, InvalidRecordNamesEveryBadFieldAndTakesNoVersion) {
   Gateway* gateway = StartGateway(Settings());
   ASSERT_NE(gateway, nullptr);
   const v1::ClinicRecord valid = Make(RecordKind::kInfusion, "inf-bad-1", "P-8");
@@ -795,7 +796,8 @@ TEST_F(GatewayIntegrationTest, InvalidRecordNamesEveryBadFieldAndLogsNothing) {
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(ehr_->Requests(), 0) << "nothing is sent for invalid input";
 
-  // Nothing was logged: the valid record with the same id is version 1, not a second version.
+  // The rejection is logged (for the auditors) but takes no version: the valid record with the
+  // same id is version 1, not a second version.
   ASSERT_TRUE(gateway->Push(valid, true, &response).ok()) << gateway->Describe();
   EXPECT_EQ(response.version(), 1);
   EXPECT_FALSE(response.duplicate());
@@ -830,6 +832,71 @@ TEST_F(GatewayIntegrationTest, ARejectedRecordStillCarriesItsSuicidalIdeationAle
   EXPECT_EQ(alerts[0].kind(), v1::Alert::SUICIDAL_IDEATION);
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(ehr_->Requests(), 0) << "nothing is sent for a rejected record";
+}
+
+// 12. A correction resolves the suicidal-ideation Flag at the EHR (issue #13): version 1 of a
+// PHQ-9 answers item 9 with 2 and raises a Flag; version 2 answers it with 0, and the same Flag
+// (one resource, updated in place) reads back from the FHIR server inactive, with period.end.
+TEST_F(GatewayIntegrationTest, ACorrectionWithItem9ZeroResolvesTheFlagAtTheEhr) {
+  Gateway* gateway = StartGateway(Settings());
+  ASSERT_NE(gateway, nullptr);
+  const auto with_item9 = [](v1::ClinicRecord record, int value) {
+    for (v1::Answer& answer : *record.mutable_questionnaire()->mutable_answers()) {
+      if (answer.item() == 9) answer.set_value(value);
+    }
+    record.mutable_questionnaire()->clear_reported_total();
+    return record;
+  };
+  const v1::ClinicRecord positive =
+      with_item9(Make(RecordKind::kQuestionnaire, "phq9-flag-1", "P-FLAG"), 2);
+  const std::string flag =
+      "urn:fhirgw:" + positive.clinic_id() + ":flag|phq9-flag-1/suicidal-ideation";
+  // Reads the Flag back with a FHIR search, as an EHR user would see it.
+  const auto read_flag = [&flag]() {
+    std::string query = flag;
+    query.replace(query.find('|'), 1, "%7C");
+    const HttpAnswer answer = HttpGet(ehr_->host_port(), "/fhir/Flag?identifier=" + query);
+    EXPECT_EQ(answer.status, 200) << answer.body;
+    rapidjson::Document bundle = ParseJson(answer.body);
+    if (!bundle.IsObject() || !bundle.HasMember("entry") || bundle["entry"].Size() != 1) {
+      ADD_FAILURE() << "not one Flag " << flag << ": " << answer.body;
+      bundle.SetNull();
+      return bundle;
+    }
+    rapidjson::Document resource;
+    resource.CopyFrom(bundle["entry"][0]["resource"], resource.GetAllocator());
+    return resource;
+  };
+
+  v1::PushResponse response;
+  ASSERT_TRUE(gateway->Push(positive, true, &response).ok()) << gateway->Describe();
+  ASSERT_EQ(response.status(), v1::DELIVERED) << gateway->Describe();
+  ASSERT_EQ(response.alerts_size(), 1);
+  EXPECT_EQ(response.alerts(0).kind(), v1::Alert::SUICIDAL_IDEATION);
+  const rapidjson::Document raised = read_flag();
+  ASSERT_TRUE(raised.IsObject());
+  EXPECT_STREQ(raised["status"].GetString(), "active");
+  EXPECT_FALSE(raised["period"].HasMember("end"));
+
+  v1::ClinicRecord correction = with_item9(positive, 0);
+  correction.mutable_recorded_at()->set_seconds(positive.recorded_at().seconds() + 3600);
+  ASSERT_TRUE(gateway->Push(correction, true, &response).ok()) << gateway->Describe();
+  ASSERT_EQ(response.status(), v1::DELIVERED) << gateway->Describe();
+  EXPECT_EQ(response.version(), 2);
+  EXPECT_EQ(response.alerts_size(), 0);
+  const rapidjson::Document resolved = read_flag();
+  ASSERT_TRUE(resolved.IsObject());
+  EXPECT_STREQ(resolved["status"].GetString(), "inactive");
+  ASSERT_TRUE(resolved["period"].HasMember("end"));
+  // When the correction was recorded (the server may add milliseconds).
+  EXPECT_THAT(std::string(resolved["period"]["end"].GetString()),
+              ::testing::StartsWith(absl::FormatTime(
+                  "%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(correction.recorded_at().seconds()),
+                  absl::UTCTimeZone())));
+  EXPECT_STREQ(resolved["period"]["start"].GetString(), raised["period"]["start"].GetString());
+  EXPECT_STREQ(resolved["id"].GetString(), raised["id"].GetString()) << "not the same Flag";
+  EXPECT_EQ(ehr_->Count("Flag", flag), 1);
+  EXPECT_EQ(ehr_->CountAll("Flag"), 1);
 }
 
 }  // namespace

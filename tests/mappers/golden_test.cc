@@ -5,11 +5,14 @@
 // examples in examples/ are golden cases too, with their Bundles in tests/golden/examples/. Invalid
 // records live in tests/golden/<kind>/invalid/ with the expected "path: message" lines in
 // <case>.errors.txt. A case whose name contains "item-observations" maps with item Observations on.
+// A case with <case>.previous-alerts.txt (the alerts.txt format) is a later version of a record
+// whose previous version raised those alerts (mappers::PreviousVersion).
 //
 // FHIRGW_UPDATE_GOLDENS=1 rewrites the expected files; review the diff before committing.
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -36,6 +39,7 @@ struct GoldenCase {
   fs::path record;
   fs::path expected;  // .bundle.json or .errors.txt
   fs::path alerts;    // .alerts.txt (valid cases)
+  fs::path previous;  // .previous-alerts.txt, when the case is a later version of a record
   bool invalid = false;
 };
 
@@ -65,6 +69,7 @@ std::vector<GoldenCase> DiscoverCases() {
     c.record = entry.path();
     c.expected = dir / (base + (c.invalid ? ".errors.txt" : ".bundle.json"));
     c.alerts = dir / (base + ".alerts.txt");
+    c.previous = dir / (base + ".previous-alerts.txt");
     cases.push_back(c);
   }
   const fs::path examples = SourceDir() / "examples";
@@ -95,6 +100,27 @@ MapContext ContextFor(const GoldenCase& c, const v1::ClinicRecord& record) {
   MapContext context = MapContext::ForTenant(record.clinic_id());
   context.item_observations = c.name.find("item-observations") != std::string::npos;
   return context;
+}
+
+// The previous version of the case's record: the alerts in <case>.previous-alerts.txt, one
+// "KIND: message" a line; none when the file is absent.
+PreviousVersion PreviousFor(const GoldenCase& c) {
+  PreviousVersion previous;
+  if (c.previous.empty() || !fs::exists(c.previous)) return previous;
+  std::istringstream lines(ReadFile(c.previous));
+  std::string line;
+  while (std::getline(lines, line)) {
+    const size_t colon = line.find(": ");
+    v1::Alert::Kind kind;
+    if (colon == std::string::npos || !v1::Alert::Kind_Parse(line.substr(0, colon), &kind)) {
+      ADD_FAILURE() << c.previous << ": '" << line << "' is not KIND: message";
+      continue;
+    }
+    v1::Alert& alert = previous.alerts.emplace_back();
+    alert.set_kind(kind);
+    alert.set_message(line.substr(colon + 2));
+  }
+  return previous;
 }
 
 std::string FormatAlerts(const std::vector<v1::Alert>& alerts) {
@@ -156,7 +182,8 @@ TEST_P(GoldenTest, MatchesGolden) {
     return;
   }
   ASSERT_TRUE(record.ok()) << record.status();
-  absl::StatusOr<MapOutput> out = MapToFhir(*record, ContextFor(c, *record), issues);
+  const PreviousVersion previous = PreviousFor(c);
+  absl::StatusOr<MapOutput> out = MapToFhir(*record, ContextFor(c, *record), issues, previous);
   ASSERT_TRUE(out.ok()) << out.status() << "\n" << fhir::FormatIssues(issues);
   EXPECT_TRUE(issues.empty()) << fhir::FormatIssues(issues);
   const std::string bundle = out->bundle.Write(fhir::JsonStyle::kPretty) + "\n";
@@ -165,7 +192,8 @@ TEST_P(GoldenTest, MatchesGolden) {
 
   // Determinism: mapping the same record again gives byte-identical output.
   fhir::IssueList again_issues;
-  absl::StatusOr<MapOutput> again = MapToFhir(*record, ContextFor(c, *record), again_issues);
+  absl::StatusOr<MapOutput> again =
+      MapToFhir(*record, ContextFor(c, *record), again_issues, previous);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->bundle.Write(fhir::JsonStyle::kPretty) + "\n", bundle);
 }

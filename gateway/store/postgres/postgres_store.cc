@@ -531,7 +531,7 @@ class PostgresStore final : public SqlStore {
                            "x.version AS v, x.kind, x.direction, x.destination, x.patient_id, "
                            "x.status AS s FROM transactions x "
                            "WHERE x.clinic_id = k.c AND x.record_id = k.r AND x.direction = k.d "
-                           "ORDER BY x.version DESC LIMIT 1) t ON true"),
+                           "AND x.version > 0 ORDER BY x.version DESC LIMIT 1) t ON true"),
               params));
       for (int i = 0; i < rows.rows(); ++i) {
         const PgRow row(rows, i);
@@ -543,11 +543,26 @@ class PostgresStore final : public SqlStore {
 
     std::vector<Param> transaction_rows, key_rows;
     std::set<std::tuple<std::string, std::string>> keys_seen;  // (key, clinic)
+    std::map<RecordKey, int64_t> rejections;  // the last rejection version given in the batch
     for (const CommitQueue::Pending& p : batch) {
       std::vector<AppendResult> group;
       for (size_t i = 0; i < p.entries.size(); ++i) {
         const NewEntry& e = p.entries[i];
         const RecordKey key{e.clinic_id, e.record_id, e.direction};
+        if (e.rejected) {
+          // Not a version: neither deduplicated nor the newest version of the record.
+          auto [last, first] = rejections.try_emplace(key, 0);
+          if (first) {
+            FHIRGW_ASSIGN_OR_RETURN(last->second, NextRejection(conn, e));
+          } else {
+            --last->second;
+          }
+          AppendResult result = NewVersionResult(e, p.prepared[i], last->second, chain.next());
+          AddTransactionRow(e, p.prepared[i], result, transaction_rows);
+          chain.Append(RecordLoggedEntry(e, p.prepared[i], result));
+          group.push_back(std::move(result));
+          continue;
+        }
         auto it = newest.find(key);
         if (it != newest.end() && it->second.latest.content_hash == e.content_hash) {
           const Newest& n = it->second;
@@ -644,24 +659,36 @@ class PostgresStore final : public SqlStore {
     }
   }
 
+  // The version of the next rejection of `e`'s record (kNextRejectionSql).
+  static absl::StatusOr<int64_t> NextRejection(Connection& conn, const NewEntry& e) {
+    FHIRGW_ASSIGN_OR_RETURN(Result next,
+                            conn.Exec(RenderPlaceholders(kNextRejectionSql, '$'),
+                                      {Text(e.clinic_id), Text(e.record_id), Int(e.direction)}));
+    return next.rows() > 0 ? PgRow(next, 0).Int(0) : -1;
+  }
+
   // Inside the batch transaction, under the chain lock: dedupe against the newest version, else
-  // insert the next one.
+  // insert the next one (a rejected entry: the record's next rejection).
   absl::StatusOr<AppendResult> AppendOne(Connection& conn, Chain& chain, const NewEntry& e,
                                          const PreparedEntry& p) {
     int64_t version = 1;
-    FHIRGW_ASSIGN_OR_RETURN(Result latest,
-                            conn.Exec(RenderPlaceholders(kLatestVersionSql, '$'),
-                                      {Text(e.clinic_id), Text(e.record_id), Int(e.direction)}));
-    if (latest.rows() > 0) {
-      LatestVersion newest = LatestFromRow(PgRow(latest, 0), 0);
-      if (newest.content_hash == e.content_hash) {
-        AppendResult result = std::move(newest.duplicate);
-        FHIRGW_ASSIGN_OR_RETURN(result.alerts, OpenAlerts(cipher(), newest.sealed_alerts));
-        FHIRGW_ASSIGN_OR_RETURN(v1::LogEntry entry, EntryFor(conn, result.transaction_id));
-        chain.Append(ResentEntry(std::move(entry), e, result.status));
-        return result;
+    if (e.rejected) {
+      FHIRGW_ASSIGN_OR_RETURN(version, NextRejection(conn, e));
+    } else {
+      FHIRGW_ASSIGN_OR_RETURN(Result latest,
+                              conn.Exec(RenderPlaceholders(kLatestVersionSql, '$'),
+                                        {Text(e.clinic_id), Text(e.record_id), Int(e.direction)}));
+      if (latest.rows() > 0) {
+        LatestVersion newest = LatestFromRow(PgRow(latest, 0), 0);
+        if (newest.content_hash == e.content_hash) {
+          AppendResult result = std::move(newest.duplicate);
+          FHIRGW_ASSIGN_OR_RETURN(result.alerts, OpenAlerts(cipher(), newest.sealed_alerts));
+          FHIRGW_ASSIGN_OR_RETURN(v1::LogEntry entry, EntryFor(conn, result.transaction_id));
+          chain.Append(ResentEntry(std::move(entry), e, result.status));
+          return result;
+        }
+        version = newest.version + 1;
       }
-      version = newest.version + 1;
     }
     AppendResult result = NewVersionResult(e, p, version, chain.next());
     std::vector<Param> row;

@@ -56,6 +56,7 @@ class SqliteStore final : public SqlStore {
     FHIRGW_ASSIGN_OR_RETURN(reader_, OpenConnection(path_));
     reader_view_ = std::make_unique<SqliteReader>(reader_);
     FHIRGW_RETURN_IF_ERROR(latest_.Prepare(writer_, kLatestVersionSql));
+    FHIRGW_RETURN_IF_ERROR(next_rejection_.Prepare(writer_, kNextRejectionSql));
     FHIRGW_RETURN_IF_ERROR(insert_.Prepare(
         writer_,
         "INSERT INTO transactions (id, clinic_id, record_id, version, content_hash, kind, "
@@ -398,10 +399,18 @@ class SqliteStore final : public SqlStore {
     return absl::OkStatus();
   }
 
-  // Inside the batch transaction: dedupe against the newest version, else insert the next one.
+  // Inside the batch transaction: dedupe against the newest version, else insert the next one (a
+  // rejected entry: the record's next rejection).
   absl::StatusOr<AppendResult> AppendOne(const NewEntry& e, const PreparedEntry& p) {
     int64_t version = 1;
-    {
+    if (e.rejected) {
+      ResetOnExit reset(next_rejection_);
+      next_rejection_.Bind(1, e.clinic_id)
+          .Bind(2, e.record_id)
+          .Bind(3, static_cast<int64_t>(e.direction));
+      FHIRGW_ASSIGN_OR_RETURN(bool row, next_rejection_.Step());
+      version = row ? next_rejection_.Int(0) : -1;
+    } else {
       ResetOnExit reset(latest_);
       latest_.Bind(1, e.clinic_id).Bind(2, e.record_id).Bind(3, static_cast<int64_t>(e.direction));
       FHIRGW_ASSIGN_OR_RETURN(bool row, latest_.Step());
@@ -527,8 +536,8 @@ class SqliteStore final : public SqlStore {
   std::unique_ptr<SqliteReader> reader_view_;  // on reader_, guarded by reader_mu_
   std::mutex writer_mu_;                       // guards writer_ and the statements prepared on it
   std::mutex reader_mu_;                       // guards reader_
-  Statement latest_, insert_, claim_, insert_attempt_, complete_, link_patient_, link_ehr_patient_,
-      tx_meta_, insert_log_;
+  Statement latest_, next_rejection_, insert_, claim_, insert_attempt_, complete_, link_patient_,
+      link_ehr_patient_, tx_meta_, insert_log_;
   Statement savepoint_, release_, rollback_to_;  // the commit thread's, prepared on first use
 
   // The background checkpoints (CheckpointLoop); checkpoint_db_ is used by that thread only.

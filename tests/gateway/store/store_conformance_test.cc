@@ -383,6 +383,122 @@ TEST_P(StoreConformanceTest, AppendAllLogsEveryEntryAndDedupesWithinTheGroup) {
   EXPECT_THAT(*none, IsEmpty());
 }
 
+// A clinic record the gateway refused, as the push path logs it (NewEntry::rejected).
+NewEntry MakeRejected(absl::string_view record_id, absl::string_view content,
+                      int64_t received_at_ms = 1000) {
+  NewEntry e = MakeEntry("lakeside", record_id, "p-1", content, received_at_ms, /*destination=*/"");
+  e.rejected = true;
+  e.fhir_json = absl::StrCat(
+      R"({"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid",)",
+      R"("diagnostics":")", content, R"("}]})");
+  e.alerts.push_back(MakeAlert(v1::Alert::SUICIDAL_IDEATION, "PHQ-9 item 9 answered 2"));
+  return e;
+}
+
+// A rejected push is logged (REJECTED, hash-chained, with its outcome and alerts) but takes no
+// version: the corrected resubmission is the version the rejected push would have been, a resend
+// of the last good version is still a duplicate, and nothing rejected is ever handed out for
+// delivery.
+TEST_P(StoreConformanceTest, ARejectedPushTakesNoVersionAndIsNeverDelivered) {
+  // Rejected before any version: -1, then -2 (never deduplicated), then the fix is version 1.
+  const AppendResult first = Append(MakeRejected("r-1", "bad"));
+  EXPECT_EQ(first.status, v1::REJECTED);
+  EXPECT_EQ(first.version, -1);
+  EXPECT_FALSE(first.duplicate);
+  ASSERT_EQ(first.alerts.size(), 1u);
+  const AppendResult again = Append(MakeRejected("r-1", "bad", 2000));
+  EXPECT_EQ(again.version, -2);
+  EXPECT_FALSE(again.duplicate);
+  EXPECT_NE(again.transaction_id, first.transaction_id);
+  const AppendResult version1 = Append(MakeEntry("lakeside", "r-1", "p-1", "good"));
+  EXPECT_EQ(version1.version, 1);
+  EXPECT_EQ(version1.status, v1::ACCEPTED);
+
+  // A bad correction of version 1, then a resend of version 1 (a duplicate still), then the fix.
+  EXPECT_EQ(Append(MakeRejected("r-1", "bad correction")).version, -3);
+  const AppendResult resend = Append(MakeEntry("lakeside", "r-1", "p-1", "good"));
+  EXPECT_TRUE(resend.duplicate);
+  EXPECT_EQ(resend.transaction_id, version1.transaction_id);
+  const AppendResult version2 = Append(MakeEntry("lakeside", "r-1", "p-1", "corrected"));
+  EXPECT_EQ(version2.version, 2);
+  EXPECT_FALSE(version2.duplicate);
+
+  // Several rejections of one record in one group (the bulk path of PostgreSQL numbers them too).
+  absl::StatusOr<std::vector<AppendResult>> group = AppendAllAndWait(
+      *store_, {MakeRejected("r-2", "x"), MakeRejected("r-2", "y"), MakeRejected("r-1", "z")});
+  ASSERT_TRUE(group.ok()) << group.status();
+  ASSERT_EQ(group->size(), 3u);
+  EXPECT_EQ((*group)[0].version, -1);
+  EXPECT_EQ((*group)[1].version, -2);
+  EXPECT_EQ((*group)[2].version, -4);
+
+  // What auditors read: the outcome, the alerts, no destination and no attempt.
+  const v1::Transaction rejected = Get(first.transaction_id, /*with_payload=*/true);
+  EXPECT_EQ(rejected.status(), v1::REJECTED);
+  EXPECT_EQ(rejected.version(), -1);
+  EXPECT_EQ(rejected.destination(), "");
+  EXPECT_THAT(rejected.fhir_json(), HasSubstr("OperationOutcome"));
+  ASSERT_EQ(rejected.alerts_size(), 1);
+  EXPECT_EQ(rejected.alerts(0).kind(), v1::Alert::SUICIDAL_IDEATION);
+  EXPECT_EQ(rejected.attempts_size(), 0);
+  TransactionQuery q;
+  q.status = v1::REJECTED;
+  q.record_id = "r-1";
+  absl::StatusOr<TransactionPage> page = store_->Query(q);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->transactions.size(), 4u);
+  absl::StatusOr<std::vector<v1::LogEntry>> log = store_->ListLogEntries(0, 0, {}, 0, 100);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_FALSE(log->empty());
+  EXPECT_EQ(log->front().event(), v1::LogEntry::RECORD_LOGGED);
+  EXPECT_EQ(log->front().status(), v1::REJECTED);
+  EXPECT_EQ(log->front().version(), -1);
+  EXPECT_EQ(log->front().transaction_id(), first.transaction_id);
+
+  // Only the two versions are delivered, in order; nothing rejected is claimed or counted.
+  absl::StatusOr<QueueStats> stats = store_->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->undelivered, 2);
+  Deliver(version1.transaction_id);
+  EXPECT_EQ(ClaimId(kLater), version2.transaction_id);
+  EXPECT_FALSE(Claim("", kLater).has_value());
+  EXPECT_TRUE(Verify().ok()) << Verify().message();
+}
+
+// PreviousAlerts reads the alerts of the newest version, skipping rejected pushes: what a
+// correction must resolve at the EHR.
+TEST_P(StoreConformanceTest, PreviousAlertsAreThoseOfTheNewestVersion) {
+  const auto previous = [this](absl::string_view clinic, absl::string_view record_id,
+                               v1::Direction direction = v1::CLINIC_TO_EHR) {
+    absl::StatusOr<std::vector<v1::Alert>> alerts =
+        store_->PreviousAlerts(clinic, record_id, direction);
+    EXPECT_TRUE(alerts.ok()) << alerts.status();
+    std::vector<std::string> messages;
+    for (const v1::Alert& alert : alerts.value_or(std::vector<v1::Alert>())) {
+      messages.push_back(alert.message());
+    }
+    return messages;
+  };
+  EXPECT_THAT(previous("lakeside", "r-1"), IsEmpty());
+
+  NewEntry first = MakeEntry("lakeside", "r-1", "p-1", "item 9 = 2");
+  first.alerts.push_back(MakeAlert(v1::Alert::SUICIDAL_IDEATION, "item 9 answered 2"));
+  Append(first);
+  EXPECT_THAT(previous("lakeside", "r-1"), ElementsAre("item 9 answered 2"));
+  // Another clinic's record, or the other direction, is another record.
+  EXPECT_THAT(previous("riverside", "r-1"), IsEmpty());
+  EXPECT_THAT(previous("lakeside", "r-1", v1::EHR_TO_CLINIC), IsEmpty());
+
+  // A rejected push raised its own alert but is not a version: the newest version is still v1.
+  NewEntry rejected = MakeRejected("r-1", "bad");
+  rejected.alerts = {MakeAlert(v1::Alert::SUICIDAL_IDEATION, "rejected push")};
+  Append(rejected);
+  EXPECT_THAT(previous("lakeside", "r-1"), ElementsAre("item 9 answered 2"));
+
+  Append(MakeEntry("lakeside", "r-1", "p-1", "item 9 = 0"));
+  EXPECT_THAT(previous("lakeside", "r-1"), IsEmpty());
+}
+
 TEST_P(StoreConformanceTest, ConcurrentAppendsAllCompleteWithDistinctIds) {
   constexpr int kThreads = 8;
   constexpr int kPerThread = 40;
